@@ -1,0 +1,281 @@
+"""Face detection and 478-point face landmarks with the MediaPipe models bundled in its wheel.
+
+Two steps, both offline (the ``.tflite`` graphs ship inside the ``mediapipe`` package):
+
+1. **Find faces** with MediaPipe Face Detection over a coarse-to-fine window pyramid. Level 0
+   is the whole image, searched with both models: the short-range one (faces filling 15-100 %
+   of the frame; the full-range one misses a face that fills it) and the full-range one
+   (8-90 %). Each finer level halves the square window side and slides it with half-window
+   steps, searched with the full-range model, so a face of any size is, at some level, whole
+   inside a window at 10-50 % of its side, where the detector is reliable. The search stops
+   at the first level that finds a face (larger faces show up at coarser levels) and never
+   goes below :data:`MIN_WINDOW_PX` windows, so faces of about 100 px and up are always found.
+   Windows are downscaled to :data:`_DETECT_SIDE` px before detection, so a 12-megapixel
+   photo costs a few hundred milliseconds at worst.
+2. **Landmarks** with MediaPipe Face Mesh (``refine_landmarks=True``: 468 mesh points plus
+   5 per iris) on a square crop :data:`CROP_SCALE` times the chosen face's box, so small
+   faces in big photos get the full model resolution. Points are mapped back to full-image
+   pixels.
+
+Left and right: MediaPipe's, and therefore this module's, ``LEFT``/``RIGHT`` mean the
+**subject's** left and right. In an ordinary (unmirrored) photo of a person facing the
+camera, the subject's left eye appears on the **image's right** (larger x).
+
+The MediaPipe graphs are created on first use and reused; a lock serialises them, so
+:func:`detect_landmarks` may be called from several threads. Results are deterministic.
+Nothing is printed to stdout; MediaPipe's C++ side logs a few INFO/WARNING lines to stderr
+when its graphs start (absl logging, which Python cannot turn down).
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+
+import mediapipe as mp
+import numpy as np
+from mediapipe.python.solutions import face_mesh_connections as _connections
+from PIL import Image
+
+from engine.errors import NoFaceError
+from engine.image_io import Photo
+
+#: Number of points :func:`detect_landmarks` returns: 468 mesh + 2 x 5 iris.
+NUM_POINTS = 478
+
+#: Smallest window side (px) the detection pyramid descends to; faces down to about a tenth
+#: of it are found, so every face of ~100 px or more is.
+MIN_WINDOW_PX = 512
+#: Side of the square crop handed to Face Mesh, as a multiple of the detected box's larger
+#: side. The detector's box spans brows to mouth; 1.8x adds forehead, chin and some margin.
+CROP_SCALE = 1.8
+#: Minimum detector confidence for a face.
+MIN_SCORE = 0.5
+
+# Windows are resized to at most this side before detection (the models' inputs are 128 and
+# 192 px; our antialiased resize is better than MediaPipe's internal bilinear one).
+_DETECT_SIDE = 256
+# Face Mesh crops are resized to at most this side (its landmark model's input is 192 px).
+_MESH_SIDE = 384
+# Two detections overlapping by more than this fraction of the smaller box are one face
+# (windows overlap, and a face cut by a window edge gives a smaller box inside the full one).
+_SAME_FACE_OVERLAP = 0.5
+
+
+def _indices(connections) -> np.ndarray:
+    """Sorted unique landmark indices ``[N]`` int64 of a MediaPipe connection set."""
+    return np.array(sorted({i for edge in connections for i in edge}), dtype=np.int64)
+
+
+def _loop(connections) -> np.ndarray:
+    """Indices ``[N]`` int64 of a connection set that forms one closed loop, in loop order
+    (following the edges' direction), starting from the smallest index."""
+    nxt = dict(connections)
+    start = min(nxt)
+    order = [start]
+    while nxt[order[-1]] != start:
+        order.append(nxt[order[-1]])
+    if len(order) != len(nxt):
+        raise ValueError("connection set is not a single loop")
+    return np.array(order, dtype=np.int64)
+
+
+#: Face oval (jaw line, cheeks, forehead) as a closed polygon: 36 indices in loop order,
+#: clockwise on the image starting at the top of the forehead (index 10).
+CONTOUR = _loop(_connections.FACEMESH_FACE_OVAL)
+#: Subject's left eye outline (upper and lower lid), sorted indices.
+LEFT_EYE = _indices(_connections.FACEMESH_LEFT_EYE)
+#: Subject's right eye outline, sorted indices.
+RIGHT_EYE = _indices(_connections.FACEMESH_RIGHT_EYE)
+#: Subject's left eyebrow, sorted indices.
+LEFT_EYEBROW = _indices(_connections.FACEMESH_LEFT_EYEBROW)
+#: Subject's right eyebrow, sorted indices.
+RIGHT_EYEBROW = _indices(_connections.FACEMESH_RIGHT_EYEBROW)
+#: Outer and inner lip lines, sorted indices.
+LIPS = _indices(_connections.FACEMESH_LIPS)
+#: Nose (bridge, tip, wings), sorted indices.
+NOSE = _indices(_connections.FACEMESH_NOSE)
+#: Subject's left iris ring (4 points), sorted indices.
+IRIS_LEFT = _indices(_connections.FACEMESH_LEFT_IRIS)
+#: Subject's right iris ring (4 points), sorted indices.
+IRIS_RIGHT = _indices(_connections.FACEMESH_RIGHT_IRIS)
+# Each iris is stored as its centre followed by its 4 ring points.
+#: Index of the subject's left iris centre.
+IRIS_LEFT_CENTER = int(IRIS_LEFT.min()) - 1
+#: Index of the subject's right iris centre.
+IRIS_RIGHT_CENTER = int(IRIS_RIGHT.min()) - 1
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """MediaPipe Face Mesh landmarks of the one face chosen in a photo."""
+
+    points: np.ndarray
+    """``[478, 3]`` float32. x, y: image pixels of :attr:`Photo.rgb`, origin at the top-left
+    corner of the top-left pixel, y down (pixel centres at integer + 0.5). z: MediaPipe's
+    relative depth in the same pixel units as x (its normalised z times the side of the crop
+    the mesh was computed on); origin near the mesh's centroid depth, **smaller = nearer the
+    camera**. z comes from a weak-perspective model: trust it for local shape, not as metric
+    depth. Indices 0-467 are the face mesh, 468-477 the irises (see :data:`IRIS_LEFT`)."""
+    box: tuple[float, float, float, float]
+    """Face detector box (x0, y0, x1, y1) in image pixels, approximate (a few pixels). It
+    spans roughly brows to mouth: the forehead and chin landmarks lie above and below it."""
+    score: float
+    """Face detector confidence of the chosen face, in [0, 1]."""
+    image_size: tuple[int, int]
+    """(width, height) in pixels of the image the points refer to."""
+    warnings: tuple[str, ...]
+    """Things the user should know (e.g. other faces that were ignored)."""
+
+
+def detect_landmarks(photo: Photo) -> FaceLandmarks:
+    """Find the largest face in ``photo`` and its 478 landmarks.
+
+    When several faces are found, the one with the largest detector box is used and a
+    warning says how many others were ignored. Deterministic: the same pixels give the same
+    result.
+
+    Raises:
+        NoFaceError: no face was found, or none for which Face Mesh could place landmarks.
+    """
+    u8 = (photo.rgb * 255.0 + 0.5).astype(np.uint8)
+    height, width = u8.shape[:2]
+    with _lock:
+        detector_short, detector_full, mesh = _models()
+        with warnings.catch_warnings():
+            # protobuf's GetPrototype deprecation, raised inside MediaPipe on every call.
+            warnings.simplefilter("ignore", UserWarning)
+            faces = _find_faces(u8, detector_short, detector_full)
+            # A detection Face Mesh cannot place landmarks on is a false positive: try the next.
+            meshed = ((box, score, _mesh_points(u8, box, mesh)) for box, score in faces)
+            box, score, points = next((m for m in meshed if m[2] is not None), (None, 0.0, None))
+    if points is None:
+        raise NoFaceError(
+            f"No face found in {photo.path!r}. Use a photo where the face is clearly visible, "
+            "at least ~100 px wide, well lit and not covered by hair, hands or sunglasses.")
+    notes = ()
+    if len(faces) > 1:
+        others = len(faces) - 1
+        notes = (f"{len(faces)} faces found in {photo.path!r}; using the largest and ignoring "
+                 f"{others} other face{'s' if others > 1 else ''}.",)
+    return FaceLandmarks(points=points, box=tuple(float(v) for v in box), score=float(score),
+                         image_size=(width, height), warnings=notes)
+
+
+_lock = threading.Lock()
+_cache: tuple | None = None
+
+
+def _models():
+    """The (short-range detector, full-range detector, face mesh) MediaPipe graphs, created
+    once. Call with ``_lock`` held."""
+    global _cache
+    if _cache is None:
+        solutions = mp.solutions
+        _cache = (
+            solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE),
+            solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE),
+            solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1,
+                                         min_detection_confidence=MIN_SCORE),
+        )
+    return _cache
+
+
+def _find_faces(u8: np.ndarray, detector_short, detector_full) -> list[tuple[np.ndarray, float]]:
+    """Faces ``[(box [4] float64 (x0, y0, x1, y1) px, score)]`` in ``u8`` ``[H, W, 3]``,
+    distinct, largest box first; empty if none. See the module docstring for the search."""
+    height, width = u8.shape[:2]
+    image = Image.fromarray(u8)
+    side = float(max(width, height))
+    level = 0
+    while True:
+        scale = min(1.0, _DETECT_SIDE / side)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        scaled = np.asarray(image.resize(size, Image.BILINEAR)) if scale < 1.0 else u8
+        to_image = np.array([width / size[0], height / size[1]] * 2)  # exact, after rounding
+        win = round(side * scale)
+        detectors = (detector_short, detector_full) if level == 0 else (detector_full,)
+        found = []
+        for x0 in _window_starts(size[0], win):
+            for y0 in _window_starts(size[1], win):
+                window = np.ascontiguousarray(scaled[y0:y0 + win, x0:x0 + win])
+                for detector in detectors:
+                    for box, score in _detect(window, detector):
+                        found.append(((box + [x0, y0, x0, y0]) * to_image, score))
+        if found:
+            return _distinct(found)
+        side /= 2.0
+        level += 1
+        if side < MIN_WINDOW_PX:
+            return []
+
+
+def _window_starts(length: int, win: int) -> list[int]:
+    """Start offsets of windows of side ``win`` covering ``[0, length)`` with steps of at most
+    half a window (so anything up to half a window wide is whole inside one of them)."""
+    if length <= win:
+        return [0]
+    steps = int(np.ceil((length - win) / (win / 2.0)))
+    return [round(i * (length - win) / steps) for i in range(steps + 1)]
+
+
+def _detect(window: np.ndarray, detector) -> list[tuple[np.ndarray, float]]:
+    """Detector boxes ``(x0, y0, x1, y1)`` in ``window`` pixels and scores."""
+    result = detector.process(window)
+    height, width = window.shape[:2]
+    out = []
+    for detection in result.detections or ():
+        rel = detection.location_data.relative_bounding_box
+        corners = np.array([rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height])
+        out.append((corners * [width, height, width, height], float(detection.score[0])))
+    return out
+
+
+def _distinct(found: list[tuple[np.ndarray, float]]) -> list[tuple[np.ndarray, float]]:
+    """Merge detections of the same face (keeping the most confident), largest box first."""
+    kept: list[tuple[np.ndarray, float]] = []
+    for box, score in sorted(found, key=lambda f: -f[1]):
+        if all(_overlap(box, other) <= _SAME_FACE_OVERLAP for other, _ in kept):
+            kept.append((box, score))
+    return sorted(kept, key=lambda f: -_area(f[0]))
+
+
+def _area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection area over the smaller box's area."""
+    inter = _area(np.array([max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])]))
+    return inter / max(min(_area(a), _area(b)), 1e-9)
+
+
+def _mesh_points(u8: np.ndarray, box: np.ndarray, mesh) -> np.ndarray | None:
+    """``[478, 3]`` float32 landmarks (see :attr:`FaceLandmarks.points`) of the face in
+    ``box``, or None when Face Mesh finds no face there."""
+    height, width = u8.shape[:2]
+    side = int(np.ceil(CROP_SCALE * max(box[2] - box[0], box[3] - box[1])))
+    x0 = int(np.floor((box[0] + box[2] - side) / 2.0))
+    y0 = int(np.floor((box[1] + box[3] - side) / 2.0))
+    # Parts of the crop outside the photo are mid-grey, like composited transparency.
+    crop = np.full((side, side, 3), 128, np.uint8)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = u8[sy0:sy1, sx0:sx1]
+    if side > _MESH_SIDE:
+        crop = np.asarray(Image.fromarray(crop).resize((_MESH_SIDE, _MESH_SIDE), Image.BILINEAR))
+    result = mesh.process(crop)
+    if not result.multi_face_landmarks:
+        return None
+    landmarks = result.multi_face_landmarks[0].landmark
+    norm = np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float64)
+    # MediaPipe's normalised x * input width is a pixel *index* (pixel centres at integers;
+    # measured: upscaling a photo k times shifts its points by 0.5 - 0.5 / k px). Shift by
+    # half an input pixel to this project's convention of pixel centres at integer + 0.5.
+    norm[:, :2] += 0.5 / crop.shape[0]
+    points = (norm * side + [x0, y0, 0.0]).astype(np.float32)
+    # Face Mesh runs its own detector on the crop; make sure it meshed the chosen face and
+    # not a neighbour reaching into the crop.
+    cx, cy = points[:, 0].mean(), points[:, 1].mean()
+    if not (box[0] <= cx <= box[2] and box[1] <= cy <= box[3]):
+        return None
+    return points

@@ -1,0 +1,313 @@
+"""The one result type that crosses from the engine to the Blender extension.
+
+:class:`FaceReconstruction` holds numpy arrays only (no tensors), so it can be saved by one
+process and loaded by another. ``save(dir)`` writes:
+
+==========================  ===========================================================
+``reconstruction.json``     parameters, camera, per-view records, metadata, file list
+``arrays.npz``              every array, exactly (``load`` reads this: exact round trip)
+``coarse.obj``              low-frequency head (Basis), with UVs, using ``head.mtl``
+``detailed.obj``            coarse + mid-frequency deformation, with UVs
+``head.mtl``                material referencing ``albedo.png``
+``albedo.png``              de-lit albedo, 8-bit sRGB
+``albedo_confidence.png``   UV visibility/confidence mask, 8-bit
+``displacement.png``        high-frequency displacement, 16-bit grey; metres =
+                            (value/65535 - midlevel) * scale (JSON ``displacement_encoding``)
+``deformation.exr``         mid-frequency deformation map, float32 RGB = model-space XYZ metres
+==========================  ===========================================================
+
+Conventions (axes, units, UV origin) are those of :mod:`engine.conventions`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import exr
+from .errors import ModelFilesError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera that saw the (posed) head.
+
+    Attributes:
+        rotation: ``[3, 3]`` float64, model space -> camera space (see engine.conventions).
+        translation: ``[3]`` float64, metres, camera-space position of the model origin.
+        focal_px: focal length in pixels of the photo.
+        principal_px: principal point (cx, cy) in image pixels, top-left origin, y down.
+        image_size: (width, height) of the photo in pixels.
+    """
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    focal_px: float
+    principal_px: tuple[float, float]
+    image_size: tuple[int, int]
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """Model-space points ``[N, 3]`` -> camera-space points ``[N, 3]`` (metres)."""
+        return points @ self.rotation.T + self.translation
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Model-space points ``[N, 3]`` -> image pixels ``[N, 2]`` (x right, y down)."""
+        pc = self.to_camera(points)
+        z = -pc[:, 2]
+        x = self.focal_px * pc[:, 0] / z + self.principal_px[0]
+        y = -self.focal_px * pc[:, 1] / z + self.principal_px[1]
+        return np.stack([x, y], -1)
+
+    def focal_length_mm(self, sensor_width_mm: float = 36.0) -> float:
+        """Focal length in mm for a sensor of the given width fitted to the image width."""
+        return self.focal_px * sensor_width_mm / self.image_size[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rotation": np.asarray(self.rotation).tolist(),
+            "translation": np.asarray(self.translation).tolist(),
+            "focal_px": float(self.focal_px),
+            "principal_px": [float(v) for v in self.principal_px],
+            "image_size": [int(v) for v in self.image_size],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Camera":
+        return cls(
+            rotation=np.asarray(d["rotation"], dtype=np.float64),
+            translation=np.asarray(d["translation"], dtype=np.float64),
+            focal_px=float(d["focal_px"]),
+            principal_px=(float(d["principal_px"][0]), float(d["principal_px"][1])),
+            image_size=(int(d["image_size"][0]), int(d["image_size"][1])),
+        )
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    """What was fitted for one input photo (one per photo given, used or not).
+
+    Attributes:
+        image_path: the photo as given.
+        used: False when the photo was skipped (no face, outlier); ``note`` says why.
+        camera: camera of this view, None when unused.
+        expression: ``[Ke]`` float32 expression weights of this view.
+        sh_lighting: ``[9, 3]`` float32 second-order SH lighting (9 coefficients per RGB channel).
+        landmarks: ``[478, 2]`` float32 detected MediaPipe landmarks in image pixels, or empty.
+        note: human-readable remark (why skipped, warnings).
+    """
+
+    image_path: str
+    used: bool
+    camera: Optional[Camera] = None
+    expression: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    sh_lighting: np.ndarray = field(default_factory=lambda: np.zeros((9, 3), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FaceReconstruction:
+    """A hierarchical face reconstruction: coarse head, mid- and high-frequency detail, albedo.
+
+    Geometry is in canonical (unposed) model space, metres (engine.conventions); ``camera``
+    poses it into the photo.
+
+    Attributes:
+        vertices: ``[V, 3]`` float32, the low-frequency (coarse) head: identity + expression.
+        mid_offsets: ``[V, 3]`` float32, mid-frequency deformation sampled at the vertices;
+            the detailed mesh is ``vertices + mid_offsets``.
+        faces: ``[F, K]`` int32 vertex indices, K = 3 (triangles) or 4 (quads), counter-clockwise
+            seen from outside.
+        uvs: ``[T, 2]`` float32 UV coordinates (origin bottom-left, v up).
+        face_uvs: ``[F, K]`` int32 indices into ``uvs`` per face corner.
+        deformation_map: ``[Hd, Wd, 3]`` float32 UV-space map of model-space offsets (metres).
+        displacement_map: ``[H, W]`` float32 UV-space offset along the normal (metres, + outward).
+        albedo: ``[Ha, Wa, 3]`` float32 de-lit albedo, sRGB-encoded, in [0, 1].
+        albedo_confidence: ``[Ha, Wa]`` float32 in [0, 1]: 1 where the photo saw the surface
+            head-on, 0 where the colour was filled in.
+        camera: the camera of the (first) photo.
+        identity: ``[Ki]`` float32 identity (shape) coefficients of the head model.
+        expression: ``[Ke]`` float32 expression weights of the (first) photo.
+        expression_names: ``Ke`` names of the expression targets (ARKit names for the default model).
+        expression_deltas: ``[Ke, V, 3]`` float32 per-unit offsets of each expression target,
+            carried onto this head; ``vertices`` already includes ``expression``.
+        sh_lighting: ``[9, 3]`` float32 SH lighting of the (first) photo.
+        views: one :class:`ViewRecord` per photo given.
+        metadata: JSON-able provenance: head model, device, rasterizer backend, quality, timings.
+        warnings: messages for the user (e.g. "second face ignored").
+    """
+
+    vertices: np.ndarray
+    mid_offsets: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    face_uvs: np.ndarray
+    deformation_map: np.ndarray
+    displacement_map: np.ndarray
+    albedo: np.ndarray
+    albedo_confidence: np.ndarray
+    camera: Camera
+    identity: np.ndarray
+    expression: np.ndarray
+    expression_names: tuple[str, ...]
+    expression_deltas: np.ndarray
+    sh_lighting: np.ndarray
+    views: tuple[ViewRecord, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    # Arrays saved in arrays.npz, in this order.
+    _ARRAYS = ("vertices", "mid_offsets", "faces", "uvs", "face_uvs", "deformation_map",
+               "displacement_map", "albedo", "albedo_confidence", "identity", "expression",
+               "expression_deltas", "sh_lighting")
+
+    def __post_init__(self) -> None:
+        v = self.vertices.shape[0]
+        checks = [
+            (self.vertices.ndim == 2 and self.vertices.shape[1] == 3, "vertices must be [V, 3]"),
+            (self.mid_offsets.shape == self.vertices.shape, "mid_offsets must match vertices"),
+            (self.faces.ndim == 2 and self.faces.shape[1] in (3, 4), "faces must be [F, 3|4]"),
+            (self.face_uvs.shape == self.faces.shape, "face_uvs must match faces"),
+            (self.deformation_map.ndim == 3 and self.deformation_map.shape[2] == 3,
+             "deformation_map must be [H, W, 3]"),
+            (self.displacement_map.ndim == 2, "displacement_map must be [H, W]"),
+            (self.albedo.ndim == 3 and self.albedo.shape[2] == 3, "albedo must be [H, W, 3]"),
+            (self.albedo_confidence.shape == self.albedo.shape[:2], "albedo_confidence must be [H, W]"),
+            (self.expression_deltas.shape == (len(self.expression_names), v, 3),
+             "expression_deltas must be [Ke, V, 3]"),
+            (self.sh_lighting.shape == (9, 3), "sh_lighting must be [9, 3]"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"FaceReconstruction: {msg}")
+
+    @property
+    def detailed_vertices(self) -> np.ndarray:
+        """``[V, 3]`` float32: coarse head plus the mid-frequency deformation."""
+        return self.vertices + self.mid_offsets
+
+    def triangles(self) -> np.ndarray:
+        """``[F', 3]`` int32 triangles (quads split along their 0-2 diagonal)."""
+        return triangulate(self.faces)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, directory: str | Path) -> Path:
+        """Write the reconstruction into ``directory`` (created if needed). Returns the path.
+
+        Existing files of the same names in the directory are replaced; nothing else there is
+        touched.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / "arrays.npz", **{k: getattr(self, k) for k in self._ARRAYS})
+        scale = displacement_scale(self.displacement_map)
+        meta = {
+            "format": "hrn-blender-face-reconstruction",
+            "format_version": FORMAT_VERSION,
+            "conventions": "model space: metres, +Y up, +Z forward (face direction), +X subject's left; "
+                           "UV origin bottom-left, maps stored top row first",
+            "camera": self.camera.to_json(),
+            "expression_names": list(self.expression_names),
+            "views": [_view_to_json(vw, i) for i, vw in enumerate(self.views)],
+            "metadata": self.metadata,
+            "warnings": list(self.warnings),
+            "displacement_encoding": {"file": "displacement.png", "midlevel": 0.5, "scale": scale,
+                                      "unit": "metre", "rule": "d = (value / 65535 - midlevel) * scale"},
+            "files": {
+                "coarse_mesh": "coarse.obj", "detailed_mesh": "detailed.obj", "material": "head.mtl",
+                "albedo": "albedo.png", "albedo_confidence": "albedo_confidence.png",
+                "displacement": "displacement.png", "deformation": "deformation.exr",
+                "arrays": "arrays.npz",
+            },
+        }
+        (out / "reconstruction.json").write_text(json.dumps(meta, indent=2))
+        for i, vw in enumerate(self.views):
+            if vw.used:
+                np.savez_compressed(out / f"view_{i}.npz", expression=vw.expression,
+                                    sh_lighting=vw.sh_lighting, landmarks=vw.landmarks)
+        write_obj(out / "coarse.obj", self.vertices, self.faces, self.uvs, self.face_uvs, "head.mtl")
+        write_obj(out / "detailed.obj", self.detailed_vertices, self.faces, self.uvs, self.face_uvs,
+                  "head.mtl")
+        (out / "head.mtl").write_text(
+            "newmtl head\nKd 1.0 1.0 1.0\nKa 0.0 0.0 0.0\nKs 0.0 0.0 0.0\nillum 1\nmap_Kd albedo.png\n")
+        from PIL import Image
+
+        Image.fromarray(to_uint8(self.albedo)).save(out / "albedo.png")
+        Image.fromarray(to_uint8(self.albedo_confidence)).save(out / "albedo_confidence.png")
+        encoded = np.clip(np.round((self.displacement_map / scale + 0.5) * 65535), 0, 65535)
+        Image.fromarray(encoded.astype(np.uint16)).save(out / "displacement.png")
+        exr.write_exr(out / "deformation.exr", self.deformation_map)
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FaceReconstruction":
+        """Read a reconstruction written by :meth:`save` (exactly, from arrays.npz + JSON)."""
+        src = Path(directory)
+        try:
+            meta = json.loads((src / "reconstruction.json").read_text())
+            arrays = dict(np.load(src / "arrays.npz"))
+        except (OSError, ValueError) as err:
+            raise ModelFilesError(f"Cannot read a reconstruction from {src}: {err}") from err
+        if meta.get("format") != "hrn-blender-face-reconstruction":
+            raise ModelFilesError(f"{src / 'reconstruction.json'} is not an HRN for Blender result.")
+        views = []
+        for i, vd in enumerate(meta["views"]):
+            extra = dict(np.load(src / f"view_{i}.npz")) if vd["used"] else {}
+            views.append(ViewRecord(
+                image_path=vd["image_path"], used=vd["used"],
+                camera=Camera.from_json(vd["camera"]) if vd.get("camera") else None,
+                note=vd.get("note", ""), **extra))
+        return cls(camera=Camera.from_json(meta["camera"]),
+                   expression_names=tuple(meta["expression_names"]),
+                   views=tuple(views), metadata=meta["metadata"], warnings=tuple(meta["warnings"]),
+                   **arrays)
+
+    def replace(self, **changes: Any) -> "FaceReconstruction":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _view_to_json(view: ViewRecord, index: int) -> dict[str, Any]:
+    return {"index": index, "image_path": view.image_path, "used": view.used,
+            "camera": view.camera.to_json() if view.camera else None, "note": view.note,
+            "expression": np.asarray(view.expression).tolist(),
+            "sh_lighting": np.asarray(view.sh_lighting).tolist()}
+
+
+def displacement_scale(displacement: np.ndarray) -> float:
+    """Scale (metres) so that the displacement fits a 16-bit map centred at 0.5."""
+    peak = float(np.abs(displacement).max()) if displacement.size else 0.0
+    return max(2.0 * peak * 1.001, 1e-6)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8, rounded and clipped."""
+    return np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def triangulate(faces: np.ndarray) -> np.ndarray:
+    """``[F, 3|4]`` faces -> ``[F', 3]`` triangles; quad (a, b, c, d) -> (a, b, c), (a, c, d)."""
+    faces = np.asarray(faces)
+    if faces.shape[1] == 3:
+        return faces.astype(np.int32)
+    return np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]], 0).astype(np.int32)
+
+
+def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
+              face_uvs: np.ndarray, mtl: Optional[str] = None) -> None:
+    """Write a Wavefront OBJ with per-corner UVs (1-based indices, v/vt)."""
+    lines = []
+    if mtl:
+        lines += [f"mtllib {mtl}", "usemtl head"]
+    lines += [f"v {x:.7g} {y:.7g} {z:.7g}" for x, y, z in np.asarray(vertices, np.float64)]
+    lines += [f"vt {u:.7g} {v:.7g}" for u, v in np.asarray(uvs, np.float64)]
+    lines.append("s 1")
+    f1, t1 = np.asarray(faces) + 1, np.asarray(face_uvs) + 1
+    lines += ["f " + " ".join(f"{a}/{b}" for a, b in zip(fr, tr)) for fr, tr in zip(f1, t1)]
+    path.write_text("\n".join(lines) + "\n")
