@@ -37,8 +37,8 @@ import numpy as np
 from mediapipe.python.solutions import face_mesh_connections as _connections
 from PIL import Image
 
-from engine.errors import NoFaceError
-from engine.image_io import Photo
+from .errors import NoFaceError
+from .image_io import Photo
 
 #: Number of points :func:`detect_landmarks` returns: 468 mesh + 2 x 5 iris.
 NUM_POINTS = 478

@@ -206,7 +206,7 @@ class FaceReconstruction:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "arrays.npz", **{k: getattr(self, k) for k in self._ARRAYS})
-        scale = displacement_scale(self.displacement_map)
+        encoded, scale = encode_displacement(self.displacement_map)
         meta = {
             "format": "hrn-blender-face-reconstruction",
             "format_version": FORMAT_VERSION,
@@ -217,7 +217,8 @@ class FaceReconstruction:
             "views": [_view_to_json(vw, i) for i, vw in enumerate(self.views)],
             "metadata": self.metadata,
             "warnings": list(self.warnings),
-            "displacement_encoding": {"file": "displacement.png", "midlevel": 0.5, "scale": scale,
+            "displacement_encoding": {"file": "displacement.png", "midlevel": DISPLACEMENT_MIDLEVEL,
+                                      "scale": scale,
                                       "unit": "metre", "rule": "d = (value / 65535 - midlevel) * scale"},
             "files": {
                 "coarse_mesh": "coarse.obj", "detailed_mesh": "detailed.obj", "material": "head.mtl",
@@ -240,8 +241,8 @@ class FaceReconstruction:
 
         Image.fromarray(to_uint8(self.albedo)).save(out / "albedo.png")
         Image.fromarray(to_uint8(self.albedo_confidence)).save(out / "albedo_confidence.png")
-        encoded = np.clip(np.round((self.displacement_map / scale + 0.5) * 65535), 0, 65535)
-        Image.fromarray(encoded.astype(np.uint16)).save(out / "displacement.png")
+        Image.fromarray(np.clip(np.round(encoded * 65535), 0, 65535).astype(np.uint16)).save(
+            out / "displacement.png")
         exr.write_exr(out / "deformation.exr", self.deformation_map)
         return out
 
@@ -280,10 +281,22 @@ def _view_to_json(view: ViewRecord, index: int) -> dict[str, Any]:
             "sh_lighting": np.asarray(view.sh_lighting).tolist()}
 
 
+#: Grey level of zero displacement in encoded displacement images.
+DISPLACEMENT_MIDLEVEL = 0.5
+
+
 def displacement_scale(displacement: np.ndarray) -> float:
-    """Scale (metres) so that the displacement fits a 16-bit map centred at 0.5."""
+    """Scale (metres) so that the displacement fits a [0, 1] map centred at 0.5."""
     peak = float(np.abs(displacement).max()) if displacement.size else 0.0
     return max(2.0 * peak * 1.001, 1e-6)
+
+
+def encode_displacement(displacement: np.ndarray) -> tuple[np.ndarray, float]:
+    """Metres ``[H, W]`` -> (values in [0, 1] ``[H, W]`` float64, scale in metres), with
+    ``metres = (value - DISPLACEMENT_MIDLEVEL) * scale``: the rule of displacement.png and of
+    Blender's Displace modifier / Displacement node (midlevel 0.5, strength = scale)."""
+    scale = displacement_scale(displacement)
+    return np.asarray(displacement, np.float64) / scale + DISPLACEMENT_MIDLEVEL, scale
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,95 @@
+"""Build (and optionally render) the scene for a saved reconstruction without the UI.
+
+    python -m hrn_blender.headless RESULT_DIR --blend OUT.blend [--render OUT.png] [--samples N]
+
+Uses the same scene code as the extension (scene.build.build_head), in a fresh empty scene with
+a simple studio light, so pipelines and tests get exactly what artists get.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import bpy
+
+from .engine_api import errors, result as engine_result
+from .scene.build import build_head
+from .scene.camera import use_camera
+
+
+def build_scene(result: "engine_result.FaceReconstruction", name: str = "Head",
+                photo: Optional[str] = None) -> bpy.types.Object:
+    """Add the head to the current scene, look through its camera and light it if unlit."""
+    scene = bpy.context.scene
+    head = build_head(result, name, scene.collection, photo=photo)
+    use_camera(scene, next(c for c in head.children if c.type == "CAMERA"), result.camera)
+    if scene.world is None:
+        add_studio_light(scene, head)
+    return head
+
+
+def add_studio_light(scene: bpy.types.Scene, head: bpy.types.Object) -> None:
+    """A grey world plus a key light from above the camera's left, so relief reads in renders."""
+    world = bpy.data.worlds.new("HRN studio")
+    if bpy.app.version < (5, 0, 0):  # node worlds are the only kind from 5.0 on
+        world.use_nodes = True
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (0.35, 0.35, 0.38, 1.0)
+    scene.world = world
+    light = bpy.data.lights.new("HRN key light", "SUN")
+    light.energy = 3.0
+    light.angle = 0.1
+    key = bpy.data.objects.new("HRN key light", light)
+    camera = scene.camera.matrix_world
+    # Aim along the camera's view, tilted down and to the side (Blender lights shine along -Z).
+    key.rotation_euler = (camera.to_quaternion().to_euler())
+    key.rotation_euler.x -= 0.5
+    key.rotation_euler.z -= 0.6
+    scene.collection.objects.link(key)
+
+
+def render(path: str, samples: int = 32, percentage: int = 100, denoise: bool = False) -> None:
+    """Render the current scene with Cycles on the CPU to a PNG file."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.use_denoising = denoise
+    scene.render.resolution_percentage = percentage
+    scene.render.film_transparent = True
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.filepath = str(Path(path).resolve())
+    bpy.ops.render.render(write_still=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hrn_blender.headless",
+                                     description="Build the HRN head scene for a saved result.")
+    parser.add_argument("result", help="folder written by FaceReconstruction.save")
+    parser.add_argument("--blend", required=True, help="where to save the .blend")
+    parser.add_argument("--render", help="also render the camera view with Cycles to this PNG")
+    parser.add_argument("--samples", type=int, default=32, help="Cycles samples (default 32)")
+    args = parser.parse_args(argv)
+    try:
+        result = engine_result.FaceReconstruction.load(args.result)
+    except errors.EngineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    build_scene(result, _name(result))
+    bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.blend).resolve()))
+    if args.render:
+        render(args.render, samples=args.samples)
+    return 0
+
+
+def _name(result: "engine_result.FaceReconstruction") -> str:
+    used = [v for v in result.views if v.used and v.image_path]
+    return Path(used[0].image_path).stem if used else "Head"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The extension as Blender sees it: registration, operators, and the engine worker protocol."""
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import hrn_blender  # noqa: E402
+from hrn_blender.worker import EngineRun, ReconstructionRequest, parse_event  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def blender():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hrn_blender.register()
+    yield
+    hrn_blender.unregister()
+
+
+def test_register_unregister_round_trip():
+    assert hasattr(bpy.types, "HRN_PT_reconstruct") and hasattr(bpy.types, "HRN_PT_detail")
+    assert bpy.context.scene.hrn.model_source == "BUILTIN"
+    assert bpy.context.window_manager.hrn.running is False
+    hrn_blender.unregister()
+    assert not hasattr(bpy.types, "HRN_PT_reconstruct")
+    assert not hasattr(bpy.types.Scene, "hrn")
+    hrn_blender.register()
+    assert bpy.ops.hrn.reconstruct.poll()
+
+
+def test_reference_list_add_move_remove(tmp_path):
+    settings = bpy.context.scene.hrn
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        bpy.ops.hrn.reference_add(filepath=str(tmp_path / name))
+    assert [Path(r.filepath).name for r in settings.references] == ["a.jpg", "b.jpg", "c.jpg"]
+    settings.reference_index = 2
+    bpy.ops.hrn.reference_move(direction="UP")
+    assert [Path(r.filepath).name for r in settings.references] == ["a.jpg", "c.jpg", "b.jpg"]
+    assert settings.reference_index == 1
+    bpy.ops.hrn.reference_remove()
+    assert [Path(r.filepath).name for r in settings.references] == ["a.jpg", "b.jpg"]
+
+
+def test_reconstruct_without_photo_reports_and_adds_nothing():
+    with pytest.raises(RuntimeError, match="Choose a photo first"):
+        bpy.ops.hrn.reconstruct()
+    assert len(bpy.data.objects) == 0
+
+
+def test_official_model_without_weights_folder_reports(tmp_path):
+    bpy.context.scene.hrn.photo = str(tmp_path / "x.jpg")
+    bpy.context.scene.hrn.model_source = "OFFICIAL"
+    with pytest.raises(RuntimeError, match="weights folder"):
+        bpy.ops.hrn.reconstruct()
+    assert len(bpy.data.objects) == 0
+
+
+@pytest.mark.skipif(not (ROOT / "engine" / "cli.py").is_file(), reason="engine/cli.py not written yet")
+def test_non_image_file_reports_the_engine_error_and_adds_nothing(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a photo")
+    bpy.context.scene.hrn.photo = str(bad)
+    bpy.context.scene.hrn.device = "CPU"
+    with pytest.raises(RuntimeError, match="Cannot read photo"):
+        bpy.ops.hrn.reconstruct()
+    assert len(bpy.data.objects) == 0 and len(bpy.data.meshes) == 0
+    assert bpy.context.window_manager.hrn.running is False
+
+
+# ---------------------------------------------------------------------- worker protocol
+def _program(tmp_path: Path, body: str) -> list[str]:
+    """A small real program standing in for the engine's command line (protocol tests only)."""
+    script = tmp_path / "child.py"
+    script.write_text("import json, sys, time\n"
+                      "def emit(**m): print(json.dumps(m), flush=True)\n" + textwrap.dedent(body))
+    return [sys.executable, str(script)]
+
+
+def test_parse_event_ignores_non_protocol_lines():
+    assert parse_event("Downloading...\n") is None and parse_event("[1, 2]") is None
+    event = parse_event('{"event": "progress", "stage": "Fitting", "fraction": 0.25}')
+    assert (event.event, event.stage, event.fraction) == ("progress", "Fitting", 0.25)
+
+
+def test_worker_passes_options_and_reports_done(tmp_path):
+    run = EngineRun(ReconstructionRequest(("a.jpg", "b.jpg"), device="cpu", quality="high"),
+                    command=_program(tmp_path, """
+        emit(event="progress", stage="Detecting face", fraction=0.5)
+        emit(event="warning", message=" ".join(sys.argv[1:]))
+        emit(event="done", result=sys.argv[sys.argv.index("--out") + 1])
+    """))
+    seen = []
+    final = run.wait(seen.append)
+    assert [e.event for e in seen] == ["progress", "warning", "done"]
+    assert "reconstruct a.jpg b.jpg" in seen[1].message and "--device cpu --quality high" in seen[1].message
+    assert "--progress jsonl" in seen[1].message
+    assert final.result == str(run.out_dir) and run.out_dir.is_dir()
+    run.cleanup()
+    assert not run.out_dir.exists()
+
+
+def test_worker_reports_a_crash_with_its_stderr(tmp_path):
+    run = EngineRun(ReconstructionRequest(("a.jpg",)), command=_program(tmp_path, """
+        print("Segmentation fault (pretend)", file=sys.stderr)
+        sys.exit(139)
+    """))
+    final = run.wait()
+    assert final.event == "error" and final.kind == "EngineCrash"
+    assert "exit code 139" in final.message and "pretend" in final.message
+
+
+def test_cancel_terminates_the_child_and_deletes_its_output(tmp_path):
+    run = EngineRun(ReconstructionRequest(("a.jpg",)), command=_program(tmp_path, """
+        emit(event="progress", stage="Fitting", fraction=0.1)
+        time.sleep(60)
+        emit(event="done", result="never")
+    """))
+    deadline = time.monotonic() + 30
+    while not run.poll():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    start = time.monotonic()
+    run.cancel()
+    assert time.monotonic() - start < 5 and not run.running
+    assert not run.out_dir.exists()
+    assert run.poll() == []  # nothing arrives after a cancel
