@@ -305,11 +305,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def triangulate(faces: np.ndarray) -> np.ndarray:
-    """``[F, 3|4]`` faces -> ``[F', 3]`` triangles; quad (a, b, c, d) -> (a, b, c), (a, c, d)."""
+    """``[F, 3|4]`` faces -> ``[F', 3]`` int32 triangles; quad f = (a, b, c, d) gives rows
+    2f = (a, b, c) and 2f + 1 = (a, c, d), so vertex and UV index quads triangulate alike."""
     faces = np.asarray(faces)
     if faces.shape[1] == 3:
-        return faces.astype(np.int32)
-    return np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]], 0).astype(np.int32)
+        return np.ascontiguousarray(faces, dtype=np.int32)
+    return np.ascontiguousarray(np.stack([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]], 1).reshape(-1, 3),
+                                dtype=np.int32)
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
