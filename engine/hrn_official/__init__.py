@@ -1,0 +1,8 @@
+"""Clean-room HRN: loads the official release strictly and runs its networks (CPU or CUDA).
+
+Modules: :mod:`.layout` (file names/locations), :mod:`.checkpoint` (strict loading),
+:mod:`.net_recon`, :mod:`.pix2pix`, :mod:`.deretouch` (networks), :mod:`.bfm` (face model,
+camera, UV files), :mod:`.align` (5-point crop), :mod:`.uv` (unwrap/sampling quirks),
+:mod:`.assets` (check/download, also ``python -m engine.hrn_official assets check DIR``),
+:mod:`.model` (the wired pipeline).
+"""
