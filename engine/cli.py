@@ -1,0 +1,146 @@
+"""Command line: ``python -m engine reconstruct PHOTO [PHOTO ...] --out DIR``.
+
+Progress goes to the console as a bar (default), as JSON lines for programs
+(``--progress jsonl``, the protocol the Blender extension reads), or nowhere.
+
+JSON lines protocol (one object per line on stdout):
+    ``{"event": "progress", "stage": str, "fraction": float}``
+    ``{"event": "warning", "message": str}``
+    ``{"event": "error", "kind": "NoFaceError" | "ImageReadError" | ..., "message": str}`` (exit 2)
+    ``{"event": "done", "result": DIR}`` (exit 0)
+Exit code 130 after a cancel (Ctrl-C / SIGINT), 2 after an error the user can fix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import Cancelled, EngineError
+
+EXAMPLES = ("astronaut",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine",
+                                description="HRN for Blender: hierarchical 3D face reconstruction.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reconstruct", help="reconstruct a 3D head from one or more photos of a face")
+    r.add_argument("photos", nargs="*", help="photo files (JPEG, PNG, WebP, TIFF)")
+    r.add_argument("--example", choices=EXAMPLES,
+                   help="use a photo that ships with scikit-image instead of your own")
+    r.add_argument("--out", help="output folder (created; files of the same names are replaced)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--quality", choices=("fast", "high"), default="fast")
+    r.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
+                                      "default: the built-in offline model")
+    r.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
+    r.add_argument("--no-preview", action="store_true", help="do not write preview.png")
+    r.add_argument("--blend", help="also build the Blender scene and save it to this .blend file")
+    r.add_argument("--render", help="with --blend: render the scene with Cycles to this PNG")
+    return p
+
+
+class _Reporter:
+    """Turns engine progress into a console bar or JSON lines."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self._bar = None
+        self._stage = None
+
+    def emit(self, event: str, **fields) -> None:
+        if self.mode == "jsonl":
+            print(json.dumps({"event": event, **fields}), flush=True)
+        elif event in ("warning", "error"):
+            self.close()
+            print(f"{event}: {fields['message']}", file=sys.stderr)
+
+    def progress(self, stage: str, fraction: float) -> bool:
+        if self.mode == "jsonl":
+            self.emit("progress", stage=stage, fraction=round(float(fraction), 4))
+        elif self.mode == "bar":
+            from tqdm import tqdm
+
+            if self._bar is None:
+                self._bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+                                 file=sys.stderr)
+            if stage != self._stage:
+                self._bar.set_description(stage)
+                self._stage = stage
+            self._bar.n = int(fraction * 1000)
+            self._bar.refresh()
+        return True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _example_photo(name: str, folder: Path) -> Path:
+    from skimage import data
+    from PIL import Image
+
+    path = folder / f"{name}.png"
+    Image.fromarray(getattr(data, name)()).save(path)
+    return path
+
+
+def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
+    from .pipeline import ReconstructionOptions, reconstruct
+
+    if not args.photos and not args.example:
+        raise EngineError("Give at least one photo, or --example astronaut to try a bundled photo.")
+    if args.render and not args.blend:
+        raise EngineError("--render needs --blend (the scene to render).")
+    out = Path(args.out or (Path(args.photos[0]).stem + "_hrn" if args.photos else f"{args.example}_hrn"))
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = [Path(p) for p in args.photos]
+        if args.example:
+            photos.append(_example_photo(args.example, Path(tmp)))
+        options = ReconstructionOptions(device=args.device, quality=args.quality,
+                                        weights_dir=Path(args.weights) if args.weights else None)
+        result = reconstruct(photos, options, progress=rep.progress)
+        rep.close()
+        for message in result.warnings:
+            rep.emit("warning", message=message)
+        result.save(out)
+        if not args.no_preview:
+            from .image_io import load_photo
+            from .preview import write_preview
+
+            write_preview(result, load_photo(photos[0]).rgb, out / "preview.png")
+    if args.blend:
+        cmd = [sys.executable, "-m", "hrn_blender.headless", str(out), "--blend", args.blend]
+        if args.render:
+            cmd += ["--render", args.render]
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise EngineError(f"Building the Blender scene failed (exit code {done.returncode}); "
+                              "is the bpy module installed?")
+    rep.emit("done", result=str(out))
+    if rep.mode != "jsonl":
+        print(f"Wrote {out}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    rep = _Reporter(getattr(args, "progress", "bar"))
+    try:
+        if args.command == "reconstruct":
+            return reconstruct_command(args, rep)
+    except (Cancelled, KeyboardInterrupt):
+        rep.close()
+        rep.emit("error", kind="Cancelled", message="Cancelled.")
+        return 130
+    except EngineError as err:
+        rep.close()
+        rep.emit("error", kind=type(err).__name__, message=str(err))
+        return 2
+    return 1

@@ -1,0 +1,190 @@
+"""Low-frequency level: fit the parametric head to MediaPipe's 478 landmarks.
+
+Unknowns: head pose (rotation, translation), identity coefficients (unit-Gaussian prior),
+expression weights (ARKit face units in [0, 1], sparse prior). The camera's focal length is
+given (from EXIF or a default field of view). Data terms: 2D landmark reprojection and
+MediaPipe's relative landmark depth (its z), both normalised by the face size so the weights
+do not depend on the photo's resolution.
+
+Only the landmark triangles' vertices enter the optimisation, so the fit costs milliseconds
+per iteration whatever the mesh size.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from .geometry import axis_angle_to_matrix, project, similarity_transform
+from .head_model import HeadModel
+from .landmarks import FaceLandmarks
+from .progress import ProgressCallback
+from .result import Camera
+from .errors import Cancelled
+
+
+@dataclass(frozen=True)
+class CoarseFit:
+    """Result of the coarse fit.
+
+    Attributes:
+        identity: ``[Ki]`` float32 identity coefficients (units of the model's std).
+        expression: ``[Ke]`` float32 expression weights in [0, 1].
+        camera: the fitted camera (pose of the head and intrinsics).
+        landmark_rms_px: RMS 2D landmark error in pixels over the used landmarks.
+    """
+
+    identity: np.ndarray
+    expression: np.ndarray
+    camera: Camera
+    landmark_rms_px: float
+
+
+@dataclass(frozen=True)
+class CoarseWeights:
+    """Relative weights of the coarse-fit terms (data terms are in face-size units)."""
+
+    depth: float = 0.3
+    identity_prior: float = 2e-5
+    expression_l1: float = 2e-5
+    expression_l2: float = 2e-5
+
+
+def _landmark_bases(model: HeadModel):
+    """Model bases restricted to the landmarks: mean [L,3], identity [Ki,L,3], expression [Ke,L,3]."""
+    tri = model.triangles()[model.landmark_faces]            # [L, 3] vertex ids
+    bary = model.landmark_barycentrics[:, :, None]            # [L, 3, 1]
+
+    def at(arr):  # arr [..., V, 3] -> [..., L, 3]
+        return (arr[..., tri, :] * bary).sum(-2)
+
+    id_basis = model.identity_basis * model.identity_std[:, None, None]
+    return at(model.mean), at(id_basis), at(model.expression_basis)
+
+
+def initial_pose(model_points: np.ndarray, lm: np.ndarray, weights: np.ndarray, focal_px: float,
+                 principal_px: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form pose from MediaPipe's 3D landmarks (pixels) by a similarity transform.
+
+    Returns:
+        rotation [3, 3] and translation [3] (metres), model -> camera space.
+    """
+    cx, cy = principal_px
+    # MediaPipe (x right, y down, z away from camera) in px -> camera-aligned axes.
+    q = np.stack([lm[:, 0] - cx, -(lm[:, 1] - cy), -lm[:, 2]], -1)
+    s, rot, _ = similarity_transform(model_points, q, weights)
+    depth = focal_px / s                     # distance of the landmark centroid, metres
+    w = weights / weights.sum()
+    centre_px = w @ lm[:, :2]
+    centre_cam = np.array([(centre_px[0] - cx) * depth / focal_px,
+                           -(centre_px[1] - cy) * depth / focal_px, -depth])
+    return rot, centre_cam - rot @ (w @ model_points)
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run tiny tensor ops on one thread: a thread pool only adds overhead at this size
+    (measured here: 0.16 ms per step on one thread vs 28 ms on two busy cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit_coarse(model: HeadModel, landmarks: FaceLandmarks, focal_px: float,
+               iterations: int = 400, weights: CoarseWeights = CoarseWeights(),
+               progress: Optional[ProgressCallback] = None) -> CoarseFit:
+    """Fit pose, identity and expression of ``model`` to ``landmarks``.
+
+    Args:
+        model: the head model.
+        landmarks: detected 478 landmarks (pixels; z in pixels, smaller = nearer).
+        focal_px: focal length of the photo in pixels.
+        iterations: Adam iterations of the joint fit (a pose-only warm-up of a quarter of
+            that runs first).
+        progress: callback ``(stage, fraction)``; returning False cancels.
+    """
+    w_img, h_img = landmarks.image_size
+    principal = (w_img / 2.0, h_img / 2.0)
+    use = model.landmark_weights > 0
+    lm = landmarks.points[use].astype(np.float64)
+    lw = model.landmark_weights[use].astype(np.float64)
+    mean_l, id_l, exp_l = (a[..., use, :] for a in _landmark_bases(model))
+
+    rot0, t0 = initial_pose(mean_l, lm, lw, focal_px, principal)
+    face_px = float(np.linalg.norm(lm[:, :2].max(0) - lm[:, :2].min(0)))
+
+    dt = torch.float64
+    T = lambda a: torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
+    mean_t, id_t, exp_t = T(mean_l), T(id_l), T(exp_l)
+    target, lw_t = T(lm), T(lw / lw.sum())
+    rot0_t = T(rot0)
+    rvec = torch.zeros(3, dtype=dt, requires_grad=True)
+    trans = T(t0).clone().requires_grad_(True)
+    ident = torch.zeros(id_l.shape[0], dtype=dt, requires_grad=True)
+    expr_raw = torch.full((exp_l.shape[0],), -4.0, dtype=dt, requires_grad=True)  # sigmoid(-4) ≈ 0.02
+
+    def loss_fn(full: bool):
+        expr = torch.sigmoid(expr_raw)
+        pts = mean_t + torch.einsum("k,klc->lc", ident, id_t) + torch.einsum("k,klc->lc", expr, exp_t)
+        cam = pts @ (axis_angle_to_matrix(rvec) @ rot0_t).T + trans
+        uv = project(cam, focal_px, principal)
+        err2d = ((uv - target[:, :2]) ** 2).sum(-1) / face_px ** 2
+        depth = -cam[:, 2]
+        z_pred = focal_px * (depth - (lw_t * depth).sum()) / (lw_t * depth).sum()
+        z_obs = target[:, 2] - (lw_t * target[:, 2]).sum()
+        err_z = (z_pred - z_obs) ** 2 / face_px ** 2
+        loss = (lw_t * (err2d + weights.depth * err_z)).sum()
+        if full:
+            loss = loss + weights.identity_prior * (ident ** 2).sum() \
+                + weights.expression_l1 * expr.sum() + weights.expression_l2 * (expr ** 2).sum()
+        return loss, err2d
+
+    with _single_thread():
+        return _optimise(loss_fn, rvec, trans, ident, expr_raw, rot0_t, lw_t, face_px, focal_px,
+                         principal, (w_img, h_img), iterations, progress)
+
+
+def _optimise(loss_fn, rvec, trans, ident, expr_raw, rot0_t, lw_t, face_px, focal_px, principal,
+              image_size, iterations, progress) -> CoarseFit:
+    """Adam: a pose-only warm-up, then pose + identity + expression."""
+    warmup = max(iterations // 4, 1)
+    schedule = [(False, warmup, [rvec, trans]), (True, iterations, [rvec, trans, ident, expr_raw])]
+    done, total = 0, warmup + iterations
+    for full, steps, params in schedule:
+        opt = torch.optim.Adam([{"params": [rvec], "lr": 0.01}, {"params": [trans], "lr": 0.002},
+                                {"params": [p for p in params if p is ident], "lr": 0.05},
+                                {"params": [p for p in params if p is expr_raw], "lr": 0.05}])
+        for p in (ident, expr_raw):
+            p.requires_grad_(full)
+        for it in range(steps):
+            opt.zero_grad()
+            loss, _ = loss_fn(full)
+            loss.backward()
+            opt.step()
+            done += 1
+            if progress is not None and it % 20 == 0 and progress("Fitting head shape", done / total) is False:
+                raise Cancelled("Cancelled during the coarse fit.")
+
+    with torch.no_grad():
+        _, err2d = loss_fn(True)
+        rms = float(torch.sqrt((err2d * face_px ** 2 * lw_t).sum()))
+        rot = (axis_angle_to_matrix(rvec) @ rot0_t).numpy()
+    camera = Camera(rotation=rot, translation=trans.detach().numpy().copy(), focal_px=float(focal_px),
+                    principal_px=principal, image_size=(int(image_size[0]), int(image_size[1])))
+    return CoarseFit(identity=ident.detach().numpy().astype(np.float32),
+                     expression=torch.sigmoid(expr_raw).detach().numpy().astype(np.float32),
+                     camera=camera, landmark_rms_px=rms)
+
+
+def default_focal_px(image_size: tuple[int, int], focal_35mm: Optional[float] = None) -> float:
+    """Focal length in pixels: from the 35 mm-equivalent focal length (EXIF) when known,
+    else a 50 mm-equivalent portrait lens. 35 mm film is 36 mm wide along the long side."""
+    return max(image_size) * (focal_35mm or 50.0) / 36.0
+
+

@@ -1,0 +1,45 @@
+"""Mesh helpers on numpy/scipy: adjacency, smoothing, per-vertex UVs."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def vertex_adjacency(triangles: np.ndarray, num_vertices: int) -> sp.csr_matrix:
+    """Symmetric 0/1 vertex adjacency ``[V, V]`` of a triangle mesh."""
+    t = np.asarray(triangles)
+    i = np.concatenate([t[:, 0], t[:, 1], t[:, 2], t[:, 1], t[:, 2], t[:, 0]])
+    j = np.concatenate([t[:, 1], t[:, 2], t[:, 0], t[:, 0], t[:, 1], t[:, 2]])
+    adj = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(num_vertices, num_vertices))
+    adj.data[:] = 1.0
+    return adj
+
+
+def smooth_weighted(values: np.ndarray, weights: np.ndarray, adjacency: sp.csr_matrix,
+                    iterations: int, fill: np.ndarray) -> np.ndarray:
+    """Confidence-weighted diffusion of per-vertex ``values [V, C]`` over the mesh.
+
+    Vertices with weight 0 take their value from their neighbours; after ``iterations``
+    rounds of neighbour averaging (each vertex with its neighbours, weighted by confidence),
+    vertices still without any support get ``fill [C]``.
+    """
+    w = np.asarray(weights, np.float64)[:, None]
+    acc, wacc = np.asarray(values, np.float64) * w, w.copy()
+    step = adjacency + sp.identity(adjacency.shape[0], format="csr")
+    for _ in range(iterations):
+        acc, wacc = step @ acc, step @ wacc
+    out = acc / np.maximum(wacc, 1e-12)
+    out[wacc[:, 0] < 1e-9] = fill
+    return out.astype(np.float32)
+
+
+def vertex_uvs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray, num_vertices: int) -> np.ndarray:
+    """One UV per vertex ``[V, 2]``: the UV of the vertex's first face corner.
+
+    Vertices on a UV seam have several UVs; any one of them addresses a UV map consistently
+    for that vertex (maps are dilated across seams before sampling).
+    """
+    out = np.zeros((num_vertices, 2), np.float32)
+    flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
+    out[flat_v[::-1]] = uvs[flat_t[::-1]]   # reversed so the first corner wins
+    return out

@@ -1,0 +1,126 @@
+"""End to end: the CLI reconstructs scikit-image's astronaut photo with the real pipeline.
+
+One real run (session fixture, about 30 s on 2 cores) feeds most assertions; cancel and bad
+inputs are checked with runs that stop early.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.errors import Cancelled, EngineError, ImageReadError
+from engine.pipeline import STAGES, ReconstructionOptions, reconstruct
+from engine.result import FaceReconstruction
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> tuple[int, list[dict]]:
+    done = subprocess.run([sys.executable, "-m", "engine", "reconstruct", *args, "--progress", "jsonl"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, events
+
+
+@pytest.fixture(scope="session")
+def astronaut_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("astronaut") / "result"
+    code, events = run_cli("--example", "astronaut", "--out", str(out))
+    assert code == 0, events[-3:]
+    return out, events, FaceReconstruction.load(out)
+
+
+def test_cli_reports_monotonic_progress_and_done(astronaut_run):
+    out, events, _ = astronaut_run
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    stages = {e["stage"] for e in events if e["event"] == "progress"}
+    assert {name for name, _ in STAGES} <= stages
+    assert events[-1] == {"event": "done", "result": str(out)}
+
+
+def test_result_files_are_written(astronaut_run):
+    out, _, _ = astronaut_run
+    for name in ("reconstruction.json", "arrays.npz", "coarse.obj", "detailed.obj", "head.mtl",
+                 "albedo.png", "albedo_confidence.png", "displacement.png", "deformation.exr"):
+        assert (out / name).stat().st_size > 0, name
+    preview = Image.open(out / "preview.png")
+    assert preview.size[0] == 6 * preview.size[1]
+
+
+def test_coarse_level_fits_the_landmarks_and_the_smile(astronaut_run):
+    _, _, res = astronaut_run
+    assert res.vertices.shape[0] >= 20000 and res.faces.shape[1] == 4
+    assert res.metadata["landmark_rms_px"] < 3.0     # face is ~100 px wide in a 512² photo
+    expr = dict(zip(res.expression_names, res.expression))
+    assert expr["mouthSmileLeft"] > 0.3 and expr["mouthSmileRight"] > 0.3   # she smiles
+    assert expr["eyeBlinkLeft"] < 0.5 and expr["jawOpen"] < 0.5
+    # The camera sees the head from the front, about 0.3-3 m away.
+    assert res.camera.rotation[2, 2] > 0.9 and 0.3 < -res.camera.translation[2] < 3.0
+    # Head size stays human (ear to ear 12-18 cm).
+    width = np.ptp(res.vertices[:, 0])
+    assert 0.12 < width < 0.2
+
+
+def test_mid_level_improves_the_photometric_fit(astronaut_run):
+    _, _, res = astronaut_run
+    err = res.metadata["photometric_error"]
+    assert err["mid"] < 0.9 * err["coarse"]
+    rms_mm = np.sqrt((res.mid_offsets ** 2).sum(1).mean()) * 1e3
+    assert 0.05 < rms_mm < 5.0 and np.abs(res.mid_offsets).max() < 0.015
+
+
+def test_high_level_holds_fine_detail_on_the_face_only(astronaut_run):
+    _, _, res = astronaut_run
+    d = res.displacement_map
+    seen = res.albedo_confidence > 0.5
+    assert np.abs(d).max() < 3e-3                      # sub-3 mm: wrinkles and pores, not shape
+    assert d[seen].std() > 1e-5                        # some detail where the photo sees skin
+    unseen = res.albedo_confidence < 0.05
+    assert np.abs(d[unseen]).mean() < 0.2 * np.abs(d[seen]).mean()
+
+
+def test_albedo_is_skin_coloured_and_in_range(astronaut_run):
+    _, _, res = astronaut_run
+    a = res.albedo
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    face = a[res.albedo_confidence > 0.5]
+    r, g, b = face.mean(0)
+    assert r > g > b                                   # skin: red > green > blue
+    assert 0.2 < face.mean() < 0.9
+
+
+def test_cancel_stops_before_a_result(astronaut_path):
+    seen = []
+
+    def cancel_at_mid(stage, fraction):
+        seen.append(stage)
+        return stage != "Fitting mid-frequency detail"
+
+    with pytest.raises(Cancelled):
+        reconstruct([astronaut_path], progress=cancel_at_mid)
+    assert seen[-1] == "Fitting mid-frequency detail"
+
+
+def test_no_face_gives_a_clear_error(no_face_path, tmp_path):
+    code, events = run_cli(no_face_path, "--out", str(tmp_path / "o"))
+    assert code == 2 and events[-1]["event"] == "error" and events[-1]["kind"] == "NoFaceError"
+    assert "No face" in events[-1]["message"]
+    assert not (tmp_path / "o").exists()               # nothing written
+
+
+def test_bad_inputs_raise_engine_errors(tmp_path, astronaut_path):
+    bogus = tmp_path / "notes.jpg"
+    bogus.write_text("not an image")
+    with pytest.raises(ImageReadError, match="notes.jpg"):
+        reconstruct([bogus])
+    with pytest.raises(EngineError, match="one photo"):
+        reconstruct([astronaut_path, astronaut_path])
+    with pytest.raises(EngineError, match="quality"):
+        ReconstructionOptions(quality="ultra")
