@@ -1,12 +1,22 @@
-"""Forward time of each official HRN network (engine.hrn_official) at its official input size.
+"""Timing of the clean-room official HRN (engine.hrn_official).
 
-Weights are random (timing does not depend on them); run with ``--device cuda`` on a GPU.
-Run from the repository root: ``python -m bench.bench_hrn_official [--device cpu|cuda] [--repeat N]``.
+1. Forward time of each official network at its official input size (random weights; timing
+   does not depend on them).
+2. The full photo -> FaceReconstruction pipeline on the astronaut photo
+   (:func:`engine.hrn_official.reconstruct.reconstruct_with_model`), per stage, with the
+   official files in ``--assets DIR`` or, without it, with fake files in the official formats
+   written to a temporary folder (random weights: the output is noise, only timed).
+
+Run from the repository root:
+``python -m bench.bench_hrn_official [--device cpu|cuda] [--repeat N] [--assets DIR] [--albedo 1024]``.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -20,28 +30,78 @@ NETS = (("net_recon (ResNet-50)", ReconNet, (1, 3, 224, 224)),
         ("de-retouching UNet (512^2)", DeRetouchUNet, (1, 3, 512, 512)))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeat", type=int, default=3)
-    args = p.parse_args()
-    device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_networks(device: torch.device, repeat: int) -> None:
     for name, make, shape in NETS:
         net = make().eval().to(device)
         x = torch.rand(shape, device=device)
         with torch.no_grad():
             net(x)  # warm-up
             times = []
-            for _ in range(args.repeat):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+            for _ in range(repeat):
+                _sync(device)
                 t = time.perf_counter()
                 net(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                _sync(device)
                 times.append(time.perf_counter() - t)
         print(f"{name:30s} median {sorted(times)[len(times) // 2] * 1000:8.1f} ms  (min {min(times) * 1000:.1f})")
+
+
+def bench_pipeline(device: torch.device, repeat: int, assets: Path, albedo_size: int) -> None:
+    from PIL import Image
+    from skimage import data
+
+    from engine.hrn_official.model import OfficialHRN
+    from engine.hrn_official.reconstruct import reconstruct_with_model
+    from engine.image_io import load_photo
+    from engine.landmarks import detect_landmarks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "astronaut.jpg"
+        Image.fromarray(data.astronaut()).save(path, quality=95)
+        photo = load_photo(path)
+        t = time.perf_counter()
+        landmarks = detect_landmarks(photo)
+        print(f"{'MediaPipe landmarks':30s} {(time.perf_counter() - t) * 1000:8.1f} ms")
+    t = time.perf_counter()
+    hrn = OfficialHRN.load(assets, device)
+    print(f"{'load official files':30s} {(time.perf_counter() - t) * 1000:8.1f} ms")
+    reconstruct_with_model(hrn, photo, landmarks, albedo_size=albedo_size)  # warm-up
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        result = reconstruct_with_model(hrn, photo, landmarks, albedo_size=albedo_size)
+        _sync(device)
+        stages = ", ".join(f"{k} {v * 1000:.0f}" for k, v in result.metadata["timings_s"].items())
+        print(f"{'full pipeline':30s} {(time.perf_counter() - t) * 1000:8.1f} ms  ({stages} ms; "
+              f"albedo {albedo_size}^2, rasterizer {result.metadata['rasterizer']})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--assets", type=Path, help="official HRN files (default: fake files, timing only)")
+    p.add_argument("--albedo", type=int, default=1024, help="albedo map side, texels")
+    p.add_argument("--skip-networks", action="store_true")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if not args.skip_networks:
+        bench_networks(device, args.repeat)
+    if args.assets is not None:
+        bench_pipeline(device, args.repeat, args.assets, args.albedo)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from official_fakes import write_official_tree
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_official_tree(Path(tmp))
+        bench_pipeline(device, args.repeat, Path(tmp), args.albedo)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@ and synthetic values (OFFICIAL-LAYOUT.md: every key, shape, dtype, index base).
 
 Nothing written here is a reconstruction model: outputs of these weights are noise and must
 never be shown as a face. Real shapes are large (~690 MB in all), so tests write them once
-per session.
+per session; the UV albedo basis (252 MB) is non-zero only in a band of map rows, which
+keeps that file sparse on disk and quick to write.
+
+Two deliberate non-random parts, so that tests can check the photo -> camera chain: the
+pose heads of ``net_recon`` (angles, translation) have zero weights and fixed biases (a
+small rotation, zero translation), and the 68-point template puts the five alignment points
+where a face has them.
 """
 from __future__ import annotations
 
@@ -28,12 +34,22 @@ def _randomise_bn(module: torch.nn.Module, gen: torch.Generator) -> None:
             m.num_batches_tracked.fill_(1000)
 
 
+#: Rotation angles (x, y, z; radians) the fake ``net_recon`` always predicts.
+FAKE_ANGLES = (0.1, -0.25, 0.05)
+
+
 def hrn_checkpoint_content(seed: int = 0, train_state: bool = False) -> dict:
-    """The dict ``epoch_10.pth`` holds: three state dicts + alpha, beta ((1,) float32)."""
+    """The dict ``epoch_10.pth`` holds: three state dicts + alpha, beta ((1,) float32).
+    ``net_recon`` predicts the fixed pose :data:`FAKE_ANGLES` and zero translation."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     recon = ReconNet()
     _randomise_bn(recon, gen)
+    with torch.no_grad():
+        for head in (3, 5, 6):                      # angles, translation xy, translation z
+            recon.final_layers[head].weight.zero_()
+            recon.final_layers[head].bias.zero_()
+        recon.final_layers[3].bias.copy_(torch.tensor(FAKE_ANGLES))
     content = {"net_recon": recon.state_dict(), "mid_net": mid_net().state_dict(),
                "high_net": high_net().state_dict(),
                "alpha": torch.tensor([0.37], dtype=torch.float32),
@@ -146,8 +162,13 @@ def write_face_model_files(root: Path, paths: dict[str, str], seed: int = 2) -> 
     for path in p.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     savemat(p["bfm"], {k: v for k, v in fields.items() if not k.startswith("_")})
-    # 68-point template (float32, decimetre-like values around the face centre).
+    # 68-point template (float32, decimetres); the points the alignment uses sit where a face
+    # has them (1-based: eye corners 37/40 and 43/46, nose tip 31, mouth corners 49/55).
     lm = np.concatenate([rng.uniform(-0.6, 0.6, (68, 2)), rng.uniform(-0.1, 0.2, (68, 1))], 1)
+    for index, point in {37: (-0.43, 0.29, 0.1), 40: (-0.19, 0.29, 0.15), 43: (0.19, 0.29, 0.15),
+                         46: (0.43, 0.29, 0.1), 31: (0.0, -0.05, 0.55), 49: (-0.25, -0.38, 0.22),
+                         55: (0.25, -0.38, 0.22)}.items():
+        lm[index - 1] = point
     savemat(p["lm3d"], {"lm": lm.astype(np.float32)})
     np.save(p["uvs"], fields["_uv"].astype(np.float64))
     verts = fields["meanshape"].reshape(-1, 3)
@@ -157,7 +178,11 @@ def write_face_model_files(root: Path, paths: dict[str, str], seed: int = 2) -> 
         fh.write("".join(f"f {a} {b} {c}\n" for a, b, c in tri))
     size = bfm.ALBEDO_MAP_SIZE
     np.save(p["tex_mean"], rng.uniform(60, 200, (size, size, 3)).astype(np.float32))
-    np.save(p["tex_basis"], (rng.standard_normal((size, size, 3, 80), dtype=np.float32) * 5))
+    basis = np.lib.format.open_memmap(p["tex_basis"], mode="w+", dtype=np.float32, shape=(size, size, 3, 80))
+    band = slice(size // 4, size // 2)              # rows left untouched stay sparse zeros
+    basis[band] = rng.standard_normal((size // 4, size, 3, 80), dtype=np.float32) * 5
+    basis.flush()
+    del basis
     return fields
 
 

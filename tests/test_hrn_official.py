@@ -1,7 +1,8 @@
 """Clean-room HRN (engine.hrn_official): strict loading of files in the exact official formats
 (random weights, tests/official_fakes.py), network shapes, parity facts that need no real
-weights, alignment maths, assets check and downloader. Random-weight outputs are only
-checked for shape/finiteness, never shown."""
+weights, alignment maths, assets check and downloader, and the whole photo ->
+FaceReconstruction -> Blender object chain on the astronaut photo. Random-weight outputs are
+only checked for shapes, units, frames and consistency, never shown."""
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,11 @@ import torch
 
 from engine import sh
 from engine.errors import ModelFilesError
-from engine.hrn_official import align, assets, bfm, checkpoint, layout, net_recon, pix2pix, uv
+from engine.hrn_official import align, assets, bfm, checkpoint, convert, layout, net_recon, pix2pix, uv
 from engine.hrn_official.deretouch import DeRetouchUNet
+from engine.hrn_official.face_mask import face_oval_mask
 from engine.hrn_official.model import OfficialHRN
-from official_fakes import hrn_checkpoint_content, write_deretouch, write_official_tree
+from official_fakes import FAKE_ANGLES, write_official_tree
 
 LAYOUT_MD = Path("/work/shared/hrn/OFFICIAL-LAYOUT.md")
 
@@ -56,19 +58,17 @@ def test_state_dict_keys_shapes_dtypes_match_official_manifest():
     assert len(nets["net_recon"].state_dict()) == 332 and len(nets["generator"].state_dict()) == 136
 
 
-def test_forward_shapes_small_inputs():
+def test_generator_forward_shape_range_and_size_check():
+    net = pix2pix.high_net().eval()
     with torch.no_grad():
-        assert pix2pix.mid_net().eval()(torch.rand(1, 6, 64, 64)).shape == (1, 3, 64, 64)
-        out = pix2pix.high_net().eval()(torch.rand(1, 9, 32, 32))
-        assert out.shape == (1, 1, 32, 32) and out.abs().max() <= 1
-        blend = DeRetouchUNet().eval()(torch.rand(1, 3, 64, 64) * 2 - 1)
-        assert blend.shape == (1, 3, 64, 64) and 0 <= blend.min() and blend.max() <= 1
+        out = net(torch.rand(1, 9, 32, 32))
+    assert out.shape == (1, 1, 32, 32) and out.abs().max() <= 1
     with pytest.raises(ValueError, match="divisible by 4"):
-        pix2pix.mid_net()(torch.rand(1, 6, 30, 30))
+        net(torch.rand(1, 9, 30, 30))
 
 
-def test_renamed_key_and_wrong_shape_are_named(tmp_path):
-    content = hrn_checkpoint_content(seed=3)
+def test_renamed_key_and_wrong_shape_are_named(tree, tmp_path):
+    content = torch.load(tree[0] / layout.BY_KEY["hrn"].github_path, map_location="cpu", weights_only=True)
     mid = dict(content["mid_net"])
     mid["model.1.weights"] = mid.pop("model.1.weight")
     with pytest.raises(ModelFilesError) as err:
@@ -85,14 +85,16 @@ def test_renamed_key_and_wrong_shape_are_named(tmp_path):
         checkpoint.hrn_networks_from({k: v for k, v in content.items() if k != "beta"}, "x.pth")
     with pytest.raises(ModelFilesError, match="unexpected entry 'extra'"):
         checkpoint.hrn_networks_from({**content, "extra": 1}, "x.pth")
-    # Training state is accepted and ignored; alpha/beta come out as floats.
+    # Training state is accepted and ignored; alpha/beta come out as floats; weights are the file's.
     nets = checkpoint.hrn_networks_from({**content, "opt_00": {"state": {}}, "sched_00": {}}, "x.pth")
     assert (nets.alpha, nets.beta) == pytest.approx((0.37, 0.21))
     assert not nets.mid.training
+    assert torch.equal(nets.high.model[26].weight, content["high_net"]["model.26.weight"])
+    assert all(not t.is_meta for t in nets.recon.state_dict().values())
     # A wrong-shaped tensor in a file on disk (de-retouching UNet, key 'generator').
-    path = write_deretouch(tmp_path / "de-retouching.pth")
-    bad = torch.load(path, weights_only=True)
+    bad = torch.load(tree[0] / layout.BY_KEY["deretouch"].github_path, weights_only=True)
     bad["generator"]["outc.conv.weight"] = torch.zeros(3, 32, 1, 1)
+    path = tmp_path / "de-retouching.pth"
     torch.save(bad, path)
     with pytest.raises(ModelFilesError, match=r"de-retouching.pth \[generator\].*'outc.conv.weight' "
                                               r"expected shape \(3, 64, 1, 1\), found \(3, 32, 1, 1\)"):
@@ -113,25 +115,6 @@ def test_truncated_and_missing_files_say_what_to_do(tree, tmp_path):
         cut_mat.write_bytes(fh.read(4 << 20))
     with pytest.raises(ModelFilesError, match="BFM_model_front.mat"):
         bfm.BFMModel.load(cut_mat)
-
-
-def test_full_official_pipeline_on_fake_files_gives_official_shapes(hrn):
-    torch.manual_seed(0)
-    crop224 = torch.rand(1, 3, 224, 224)
-    crop512 = torch.nn.functional.interpolate(crop224, (512, 512), mode="bilinear")
-    out = hrn.run(crop224, crop512)
-    n = bfm.NUM_VERTICES
-    assert out.coeffs.shape == (1, 257) and out.shape.shape == (1, n, 3)
-    assert out.position_map.shape == out.texture_map.shape == out.deretouched_albedo.shape == (1, 3, 256, 256)
-    assert out.deformation_map.shape == (1, 3, 64, 64) and out.mid_offsets.shape == (1, n, 3)
-    assert out.displacement_map.shape == (1, 1, 256, 256)
-    for t in (out.coeffs, out.deformation_map, out.displacement_map, out.deretouched_albedo):
-        assert torch.isfinite(t).all()
-    # Output scaling by the learned alpha/beta: |D| <= 0.1 alpha, |d| <= 0.1 beta (tanh range).
-    assert out.deformation_map.abs().max() <= 0.1 * hrn.nets.alpha + 1e-6
-    assert out.displacement_map.abs().max() <= 0.1 * hrn.nets.beta + 1e-6
-    # Uncovered texels of the position map are exactly zero (world2uv convention).
-    assert torch.all(out.position_map[0, :, ~hrn.raster.coverage] == 0)
 
 
 # ---------------------------------------------------------------- parity facts
@@ -326,3 +309,205 @@ def test_download_resumes_and_verifies(tmp_path):
         assert not (tmp_path / "g.bin.part").exists() and not (tmp_path / "g.bin").exists()
     finally:
         server.shutdown()
+
+
+# ---------------------------------------------------------------- photo -> FaceReconstruction
+def test_working_image_and_crop_point_maps():
+    small = np.zeros((1200, 2000, 3), np.uint8)
+    assert align.working_image(small) is small                       # no side over 2000 px
+    big = np.zeros((2400, 1201, 3), np.uint8)
+    assert align.working_image(big).shape == (1500, int(1201 * 1500 / 2400), 3)
+    crop = align.Crop(np.zeros((224, 224, 3), np.float32), 224, 0.5, (321, 240), (40, -7), np.zeros((5, 2)))
+    pts = np.array([[10.0, 20.0], [630.5, 470.25]])
+    back = crop.crop_to_photo(crop.photo_to_crop(pts, (640, 480)), (640, 480))
+    assert np.allclose(back, pts)
+
+
+def test_face_oval_mask_fills_the_contour():
+    from engine.landmarks import CONTOUR
+
+    points = np.zeros((478, 2))
+    angle = np.linspace(0, 2 * np.pi, len(CONTOUR), endpoint=False)
+    points[CONTOUR] = np.stack([112 + 60 * np.cos(angle), 100 + 80 * np.sin(angle)], 1)
+    mask = face_oval_mask(points, 224)
+    assert mask.shape == (224, 224) and mask.dtype == np.float32
+    assert mask[100, 112] == 1.0 and mask[5, 5] == 0.0 and mask[100, 180] == 0.0
+    assert mask.sum() == pytest.approx(np.pi * 60 * 80, rel=0.02)
+    assert 0 < mask[100, 171] < 1 or 0 < mask[100, 172] < 1               # antialiased edge
+
+
+def test_photo_camera_reproduces_official_projection():
+    """Our Camera vs the official 224-crop projection mapped through the crop, for a rotated,
+    translated head and a crop resized anisotropically by the integer truncation."""
+    rng = np.random.default_rng(0)
+    crop = align.Crop(np.zeros((224, 224, 3), np.float32), 224, 0.437, (279, 209), (61, 14), np.zeros((5, 2)))
+    photo_size = (640, 480)                       # 640 * 0.437 = 279.7 -> 279; 480 * 0.437 = 209.8 -> 209
+    rot = bfm.rotation(torch.tensor([[0.2, -0.4, 0.1]], dtype=torch.float64))[0]
+    t = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    verts = rng.uniform(-0.9, 0.9, (500, 3))      # decimetres, head-sized
+    official = bfm.project(bfm.pose(torch.from_numpy(verts)[None], rot[None], t[None]))[0].numpy()
+    want = convert.crop224_to_photo(official, crop, photo_size)
+    cam = convert.photo_camera(rot, t, crop, photo_size)
+    got = cam.project(verts * convert.DM_TO_M)
+    kx, ky = 640 / 279, 480 / 209
+    dist = np.abs(official - 112.0).max()        # crop px from the crop centre
+    assert np.abs(got - want).max() <= abs(kx - ky) / 2 * dist * 1.001 + 1e-9
+    assert np.abs(got - want).max() < 0.5
+    # Pixel convention: the principal ray lands on crop pixel-index (112, 223 - 112) = (112, 111).
+    assert np.allclose(cam.principal_px, [(112.5 + 61) * kx, (111.5 + 14) * ky])
+    # Isotropic resize: exact.
+    crop_iso = align.Crop(crop.image, 224, 0.5, (320, 240), (61, 14), crop.landmarks)
+    cam_iso = convert.photo_camera(rot, t, crop_iso, photo_size)
+    assert np.allclose(cam_iso.project(verts * 0.1), convert.crop224_to_photo(official, crop_iso, photo_size),
+                       atol=1e-9)
+
+
+@pytest.fixture(scope="session")
+def official_result(hrn, astronaut_path):
+    """One reconstruction of the astronaut photo with the fake files; the official outputs are
+    captured on the way (a spy on ``OfficialHRN.run``)."""
+    from engine.hrn_official.reconstruct import reconstruct_with_model
+    from engine.image_io import load_photo
+    from engine.landmarks import detect_landmarks
+
+    photo = load_photo(astronaut_path)
+    lm = detect_landmarks(photo)
+    captured, stages = {}, []
+    run = hrn.run
+    hrn.run = lambda *a, **k: captured.setdefault("out", run(*a, **k))
+    try:
+        result = reconstruct_with_model(hrn, photo, lm, progress=lambda s, f: stages.append((s, f)),
+                                        albedo_size=256, displacement_size=512)
+    finally:
+        del hrn.run
+    return photo, lm, result, captured["out"], stages
+
+
+def test_official_outputs_have_official_shapes(hrn, official_result):
+    out = official_result[3]
+    n = bfm.NUM_VERTICES
+    assert out.coeffs.shape == (1, 257) and out.shape.shape == (1, n, 3)
+    assert out.position_map.shape == out.texture_map.shape == out.deretouched_albedo.shape == (1, 3, 256, 256)
+    assert out.retouch_blend.shape == (1, 3, 512, 512)
+    assert 0 <= out.retouch_blend.min() and out.retouch_blend.max() <= 1     # UNet sigmoid
+    assert out.deformation_map.shape == (1, 3, 64, 64) and out.mid_offsets.shape == (1, n, 3)
+    assert out.displacement_map.shape == (1, 1, 256, 256)
+    for t in (out.coeffs, out.deformation_map, out.displacement_map, out.deretouched_albedo):
+        assert torch.isfinite(t).all()
+    # Output scaling by the learned alpha/beta: |D| <= 0.1 alpha, |d| <= 0.1 beta (tanh range).
+    assert out.deformation_map.abs().max() <= 0.1 * hrn.nets.alpha + 1e-6
+    assert out.displacement_map.abs().max() <= 0.1 * hrn.nets.beta + 1e-6
+    assert torch.all(out.position_map[0, :, ~hrn.raster.coverage] == 0)  # world2uv: uncovered = 0
+    # The MediaPipe face mask reached the valid mask: zero at the chart border, > 0 inside.
+    assert out.valid_mask.max() > 0.5 and out.valid_mask.min() == 0.0
+    assert torch.allclose(out.coeffs[0, 224:227], torch.tensor(FAKE_ANGLES), atol=1e-6)
+
+
+def test_reconstruction_is_valid_in_our_frame_and_units(hrn, official_result):
+    photo, lm, result, out, stages = official_result
+    n, f = bfm.NUM_VERTICES, bfm.NUM_FACES
+    assert result.vertices.shape == (n, 3) and result.vertices.dtype == np.float32
+    assert result.faces.shape == (f, 3) and result.faces.dtype == np.int32
+    assert np.array_equal(result.face_uvs, result.faces) and result.uvs.shape == (n, 2)
+    extent = result.vertices.max(0) - result.vertices.min(0)
+    assert 0.1 < extent[0] < 0.3 and 0.1 < extent[1] < 0.3              # metres, head-sized
+    assert np.allclose(result.vertices, out.shape[0].numpy() * 0.1, atol=1e-7)
+    assert np.allclose(result.mid_offsets, out.mid_offsets[0].numpy() * 0.1, atol=1e-8)
+    assert result.deformation_map.shape == (64, 64, 3)
+    assert np.allclose(result.deformation_map[10, 20], out.deformation_map[0, :, 10, 20].numpy() * 0.1)
+    assert result.displacement_map.shape == (512, 512)                   # upsampled from 256
+    assert np.abs(result.displacement_map).max() <= 0.1 * 0.1 * hrn.nets.beta + 1e-7
+    assert result.albedo.shape == (256, 256, 3) and 0 <= result.albedo.min() and result.albedo.max() <= 1
+    conf = result.albedo_confidence
+    assert conf.shape == (256, 256) and 0 <= conf.min() and conf.max() <= 1 and (conf > 0.5).mean() > 0.05
+    # Expression deltas: metres per unit weight; the head minus its expression is the identity shape.
+    assert result.expression_names[0] == "bfm_exp_00" and len(result.expression_names) == 64
+    assert result.expression_deltas.shape == (64, n, 3)
+    neutral = result.vertices - np.einsum("k,kvc->vc", result.expression, result.expression_deltas)
+    ident = hrn.face.shape(out.coeffs[:, :80], torch.zeros(1, 64))[0].numpy() * 0.1
+    assert np.allclose(neutral, ident, atol=2e-6)
+    # Lighting: the network's gamma with init_lit on the DC term.
+    assert np.allclose(result.sh_lighting[0], out.coeffs[0, [227, 236, 245]].numpy() + sh.HRN_INIT_LIT, atol=1e-6)
+    assert result.metadata["weights"] == "official HRN weights"
+    assert result.metadata["files"]["hrn"] == "epoch_10.pth"
+    assert any("MediaPipe" in w for w in result.warnings)
+    assert result.views[0].used and result.views[0].camera == result.camera
+    fractions = np.array([fr for _, fr in stages])
+    assert np.all(np.diff(fractions) > -1e-9) and fractions[-1] == pytest.approx(1.0)
+    assert [s for s, _ in stages][0] == "Aligning face"
+
+
+def test_reconstruction_camera_lands_on_the_face(hrn, official_result):
+    photo, lm, result, out, _ = official_result
+    cam = result.camera
+    assert cam.image_size == (512, 512)
+    # Every vertex projects where the official 224-crop camera puts it (through the crop).
+    work = align.working_image((photo.rgb * 255 + 0.5).astype(np.uint8))
+    five = align.five_points_from_mediapipe(lm.points, 512)
+    crop = align.align_crop(work, five, hrn.landmark_template, 224)
+    posed = bfm.pose(out.shape, out.rotation, out.translation)
+    official = convert.crop224_to_photo(bfm.project(posed)[0].numpy(), crop, cam.image_size)
+    ours = cam.project(result.vertices)
+    err = np.abs(ours - official).max()
+    print(f"camera vs official projection: max {err:.4f} px over {len(ours)} vertices")
+    assert err < 0.25
+    # The fake net predicts zero translation, so the model origin projects onto the photo
+    # point the alignment maps to the template origin (POS fit), up to the crop's integer offset.
+    t_fit, _ = align.fit_similarity(five, hrn.landmark_template)
+    origin = cam.project(np.zeros((1, 3)))[0]
+    assert np.allclose(origin, [t_fit[0] + 0.5, 512 - 1 - t_fit[1] + 0.5], atol=512 / crop.resized[0] + 1e-6)
+    # The projected face lies on the detected face, and faces point towards the camera.
+    x0, y0, x1, y1 = lm.box
+    centroid = ours.mean(0)
+    assert x0 < centroid[0] < x1 and y0 < centroid[1] < y1
+    v_cam = cam.to_camera(result.vertices.astype(np.float64))
+    a, b, c = (v_cam[result.faces[:, k]] for k in range(3))
+    normals = np.cross(b - a, c - a)                  # counter-clockwise from outside = outward
+    assert normals[:, 2].sum() > 0.3 * np.linalg.norm(normals, axis=1).sum()
+
+
+def test_reconstruction_save_load_and_blender_object(official_result, tmp_path):
+    from engine.result import FaceReconstruction
+
+    result = official_result[2]
+    back = FaceReconstruction.load(result.save(tmp_path / "out"))
+    for name in FaceReconstruction._ARRAYS:
+        assert np.array_equal(getattr(back, name), getattr(result, name)), name
+    assert back.camera.focal_px == result.camera.focal_px and back.warnings == result.warnings
+    assert back.expression_names == result.expression_names
+    assert back.metadata["files"] == result.metadata["files"]
+
+    bpy = pytest.importorskip("bpy")
+    import hrn_blender
+    from hrn_blender.scene.build import build_head
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hrn_blender.register()
+    try:
+        head = build_head(back, "hrn_official", bpy.context.scene.collection)
+        assert len(head.data.vertices) == bfm.NUM_VERTICES and len(head.data.polygons) == bfm.NUM_FACES
+        keys = head.data.shape_keys.key_blocks.keys()
+        assert "bfm_exp_00" in keys and "bfm_exp_63" in keys
+        assert bpy.data.objects.get("hrn_official camera") is not None
+    finally:
+        hrn_blender.unregister()
+        # Freeing a 35k-vertex head with 64 shape keys inside read_factory_settings takes
+        # ~90 s; removing it first takes milliseconds.
+        for obj in list(bpy.data.objects):
+            bpy.data.objects.remove(obj)
+        for mesh in list(bpy.data.meshes):
+            bpy.data.meshes.remove(mesh)
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_reconstruct_official_errors_and_cancel(official_result, tmp_path):
+    from engine.errors import Cancelled
+    from engine.hrn_official.reconstruct import reconstruct_official
+
+    photo, lm = official_result[:2]
+    with pytest.raises(ModelFilesError, match="does not exist"):
+        reconstruct_official(photo, lm, tmp_path / "nowhere", "cpu")
+    with pytest.raises(ModelFilesError, match=r"epoch_10.pth.*put it at 'assets/pretrained_models/hrn_v1.1"):
+        reconstruct_official(photo, lm, tmp_path, "cpu")
+    with pytest.raises(Cancelled):
+        reconstruct_official(photo, lm, tmp_path, "cpu", progress=lambda stage, fraction: False)

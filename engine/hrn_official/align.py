@@ -36,6 +36,9 @@ from . import layout
 
 #: Similarity scale the crop normalises the face to, at S = 224 (FACTS 1.6).
 RESCALE_224 = 102.0
+#: Photos with a side over MAX_SIDE px are resized to a long side of RESIZED_LONG_SIDE px
+#: before alignment (official ``predict_base``).
+MAX_SIDE, RESIZED_LONG_SIDE = 2000, 1500
 #: MediaPipe Face Mesh index of the nose tip (canonical face model vertex 1).
 MEDIAPIPE_NOSE_TIP = 1
 # 1-based indices in the 68-point scheme: eye corners (37, 40), (43, 46), nose 31, mouth 49, 55.
@@ -120,6 +123,14 @@ class Crop:
     landmarks: np.ndarray
     """``[5, 2]`` float64 five points in crop pixels (official transform; y up)."""
 
+    def photo_to_crop(self, xy_down: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
+        """Photo pixel-edge coordinates ``[..., 2]`` (origin top-left, y down) -> crop
+        pixel-edge coordinates; the inverse of :meth:`crop_to_photo`."""
+        w0, h0 = photo_size
+        xy = np.asarray(xy_down, dtype=np.float64)
+        return np.stack([xy[..., 0] * self.resized[0] / w0 - self.offset[0],
+                         xy[..., 1] * self.resized[1] / h0 - self.offset[1]], -1)
+
     def crop_to_photo(self, xy_down: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
         """Crop pixel-edge coordinates ``[..., 2]`` (origin top-left, y down) -> photo pixel-edge
         coordinates, using PIL's exact resize factors (w/w0, h/h0)."""
@@ -127,6 +138,20 @@ class Crop:
         fx, fy = self.resized[0] / w0, self.resized[1] / h0
         xy = np.asarray(xy_down, dtype=np.float64)
         return np.stack([(xy[..., 0] + self.offset[0]) / fx, (xy[..., 1] + self.offset[1]) / fy], -1)
+
+
+def working_image(rgb_u8: np.ndarray) -> np.ndarray:
+    """The image the official chain aligns (FACTS 1.1): photos with a side over
+    :data:`MAX_SIDE` px are first resized (OpenCV bicubic) so their long side is
+    :data:`RESIZED_LONG_SIDE` px, the short side truncated; others are returned as they are."""
+    h, w = rgb_u8.shape[:2]
+    if max(h, w) <= MAX_SIDE:
+        return rgb_u8
+    import cv2  # installed with mediapipe
+
+    scale = RESIZED_LONG_SIDE / max(h, w)
+    size = (int(w * scale), RESIZED_LONG_SIDE) if h > w else (RESIZED_LONG_SIDE, int(h * scale))
+    return cv2.resize(rgb_u8, size, interpolation=cv2.INTER_CUBIC)
 
 
 def align_crop(rgb_u8: np.ndarray, five: np.ndarray, template5: np.ndarray, size: int) -> Crop:

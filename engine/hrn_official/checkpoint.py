@@ -17,7 +17,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
@@ -101,7 +101,16 @@ def load_strict(module: nn.Module, state: Mapping[str, Any], source: str) -> Non
         raise ModelFilesError(
             f"{source} does not match the official network layout: " + "; ".join(problems)
             + ". The file is not an unmodified official HRN release file.")
-    module.load_state_dict(dict(state), strict=True)
+    # assign=True: the file's tensors become the parameters, so modules built on the "meta"
+    # device (:func:`build_empty`) need no random initialisation first.
+    module.load_state_dict(dict(state), strict=True, assign=True)
+
+
+def build_empty(factory: Callable[[], nn.Module]) -> nn.Module:
+    """``factory()`` built on the meta device: right structure, no memory, no random init;
+    fill it with :func:`load_strict`."""
+    with torch.device("meta"):
+        return factory()
 
 
 def split_hrn_checkpoint(content: Any, path: str | Path) -> dict[str, Any]:
@@ -162,7 +171,8 @@ def hrn_networks_from(content: Any, path: str | Path) -> HRNNetworks:
 
     parts = split_hrn_checkpoint(content, path)
     name = Path(path).name
-    nets = {"net_recon": net_recon.ReconNet(), "mid_net": pix2pix.mid_net(), "high_net": pix2pix.high_net()}
+    nets = {"net_recon": build_empty(net_recon.ReconNet), "mid_net": build_empty(pix2pix.mid_net),
+            "high_net": build_empty(pix2pix.high_net)}
     for key, net in nets.items():
         load_strict(net, parts[key], f"{name} [{key}]")
         net.eval()
@@ -183,6 +193,6 @@ def load_deretouch(path: str | Path) -> nn.Module:
         found = list(content)[:_MAX_LISTED] if isinstance(content, Mapping) else type(content).__name__
         raise ModelFilesError(f"{path}: expected a dict with key 'generator', found {found}. "
                               + layout.where_to_get("deretouch"))
-    net = DeRetouchUNet()
+    net = build_empty(DeRetouchUNet)
     load_strict(net, content["generator"], f"{Path(path).name} [generator]")
     return net.eval()

@@ -95,20 +95,24 @@ class DeRetouchUNet(nn.Module):
         return torch.sigmoid(self.outc(y))
 
 
-def de_retouch(net: DeRetouchUNet, albedo: torch.Tensor, texture: torch.Tensor) -> torch.Tensor:
-    """De-retouched albedo A' (FACTS 1.16).
+def blend_layer(net: DeRetouchUNet, texture: torch.Tensor) -> torch.Tensor:
+    """The UNet's blend layer B ``[B, 3, 512, 512]`` in [0, 1] for a ``[B, 3, H, W]``
+    unwrapped texture in [-1, 1] (bilinearly resized to the UNet's 512^2 first)."""
+    return net(F.interpolate(texture, (UNET_SIZE, UNET_SIZE), mode="bilinear", align_corners=False))
+
+
+def apply_blend(albedo: torch.Tensor, texture: torch.Tensor, blend: torch.Tensor) -> torch.Tensor:
+    """De-retouched albedo A' (FACTS 1.16) at the resolution of ``albedo``.
 
     Args:
-        net: the loaded UNet (eval mode).
-        albedo: ``[B, 3, H, W]`` 3DMM albedo map A0 in [0, 1] (H = W = 256 officially).
+        albedo: ``[B, 3, H, W]`` 3DMM albedo map A0 in [0, 1].
         texture: ``[B, 3, H, W]`` unwrapped photo texture in [-1, 1].
+        blend: ``[B, 3, h, w]`` blend layer (:func:`blend_layer`), bilinearly resized to H x W.
 
     Returns:
         ``[B, 3, H, W]`` float32 albedo with the photo's skin detail re-injected.
     """
-    h, w = texture.shape[2:]
-    blend = net(F.interpolate(texture, (UNET_SIZE, UNET_SIZE), mode="bilinear", align_corners=False))
-    blend = F.interpolate(blend, (h, w), mode="bilinear", align_corners=False)
+    blend = F.interpolate(blend, texture.shape[2:], mode="bilinear", align_corners=False)
     t = (texture + 1.0) / 2.0
     retouched = (1.0 - 2.0 * blend) * t * t + 2.0 * blend * t
     phi = 1e6 * retouched ** 3 + 1e-6
