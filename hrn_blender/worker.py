@@ -75,17 +75,21 @@ class EngineRun:
         """``command`` replaces ``[python, -m, engine]`` (tests use it to run another program)."""
         self.out_dir = Path(tempfile.mkdtemp(prefix="hrn_blender_"))
         args = list(command or [sys.executable, "-s", "-m", "engine"])
-        args += ["reconstruct", *request.photos, "--out", str(self.out_dir), "--device",
+        photos = [os.path.abspath(photo) for photo in request.photos]
+        args += ["reconstruct", *photos, "--out", str(self.out_dir), "--device",
                  request.device, "--quality", request.quality, "--progress", "jsonl", "--no-preview"]
         if request.weights_dir:
-            args += ["--weights", request.weights_dir]
+            args += ["--weights", os.path.abspath(request.weights_dir)]
         self._events: "queue.Queue[EngineEvent]" = queue.Queue()
         self._stderr: list[str] = []
         self._finished = False
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", errors="replace", env=_child_env(), creationflags=flags)
+            text=True, encoding="utf-8", errors="replace", env=_child_env(), creationflags=flags,
+            # ``-m`` puts the working folder first on the child's path: start it beside this
+            # engine, so an unrelated ``engine`` package where Blender was started cannot win.
+            cwd=str(ENGINE_PARENT))
         # Reader threads only move text into queues; bpy is never touched off the main thread.
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_reader.start()

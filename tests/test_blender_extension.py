@@ -11,9 +11,8 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import hrn_blender  # noqa: E402
+from hrn_blender.engine_api import ENGINE_PARENT  # noqa: E402
 from hrn_blender.worker import EngineRun, ReconstructionRequest, parse_event  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -62,18 +61,6 @@ def test_official_model_without_weights_folder_reports(tmp_path):
     assert len(bpy.data.objects) == 0
 
 
-@pytest.mark.skipif(not (ROOT / "engine" / "cli.py").is_file(), reason="engine/cli.py not written yet")
-def test_non_image_file_reports_the_engine_error_and_adds_nothing(tmp_path):
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("this is not a photo")
-    bpy.context.scene.hrn.photo = str(bad)
-    bpy.context.scene.hrn.device = "CPU"
-    with pytest.raises(RuntimeError, match="Cannot read photo"):
-        bpy.ops.hrn.reconstruct()
-    assert len(bpy.data.objects) == 0 and len(bpy.data.meshes) == 0
-    assert bpy.context.window_manager.hrn.running is False
-
-
 # ---------------------------------------------------------------------- worker protocol
 def _program(tmp_path: Path, body: str) -> list[str]:
     """A small real program standing in for the engine's command line (protocol tests only)."""
@@ -89,18 +76,24 @@ def test_parse_event_ignores_non_protocol_lines():
     assert (event.event, event.stage, event.fraction) == ("progress", "Fitting", 0.25)
 
 
-def test_worker_passes_options_and_reports_done(tmp_path):
+def test_worker_passes_options_and_reports_done(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = EngineRun(ReconstructionRequest(("a.jpg", "b.jpg"), device="cpu", quality="high"),
                     command=_program(tmp_path, """
+        import os
         emit(event="progress", stage="Detecting face", fraction=0.5)
         emit(event="warning", message=" ".join(sys.argv[1:]))
+        emit(event="warning", message=os.getcwd())
         emit(event="done", result=sys.argv[sys.argv.index("--out") + 1])
     """))
     seen = []
     final = run.wait(seen.append)
-    assert [e.event for e in seen] == ["progress", "warning", "done"]
-    assert "reconstruct a.jpg b.jpg" in seen[1].message and "--device cpu --quality high" in seen[1].message
+    assert [e.event for e in seen] == ["progress", "warning", "warning", "done"]
+    # Photos resolved against Blender's working folder; the child runs beside the engine.
+    assert f"reconstruct {tmp_path / 'a.jpg'} {tmp_path / 'b.jpg'}" in seen[1].message
+    assert "--device cpu --quality high" in seen[1].message
     assert "--progress jsonl" in seen[1].message
+    assert Path(seen[2].message) == ENGINE_PARENT
     assert final.result == str(run.out_dir) and run.out_dir.is_dir()
     run.cleanup()
     assert not run.out_dir.exists()

@@ -137,8 +137,15 @@ def test_material_nodes_and_packed_images(result, head):
 
 
 def test_camera_reproduces_the_photo_projection(result, tmp_path):
-    photo = tmp_path / "photo.png"
-    Image.fromarray(np.full((160, 192, 3), 90, np.uint8)).save(photo)
+    # A phone-style photo stored sideways (192 x 160 -> 160 x 192 pixels) with EXIF orientation 6
+    # ("turn 90 degrees clockwise"), its stored top-left corner white: upright, that corner is
+    # the top-right one, and the photo matches the camera's 192 x 160 frame.
+    stored = np.full((192, 160, 3), 90, np.uint8)
+    stored[:8, :8] = 255
+    photo = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(photo, exif=exif, quality=95)
     head = headless.build_scene(result, "synthetic", photo=str(photo))
     scene = bpy.context.scene
     camera = scene.camera
@@ -146,6 +153,9 @@ def test_camera_reproduces_the_photo_projection(result, tmp_path):
     assert (scene.render.resolution_x, scene.render.resolution_y) == result.camera.image_size
     background = camera.data.background_images[0]
     assert background.image.packed_file is not None and camera.data.show_background_images
+    assert tuple(background.image.size) == result.camera.image_size
+    upright = _pixels(background.image)[..., :3]
+    assert upright[:4, -4:].min() > 0.9 and upright[:4, :4].max() < 0.5
     from mathutils import Vector
 
     w, h = result.camera.image_size
@@ -238,9 +248,13 @@ def test_headless_command_writes_a_blend(result, tmp_path):
     result.save(tmp_path / "result")
     blend = tmp_path / "head.blend"
     root = Path(__file__).resolve().parent.parent
+    png = tmp_path / "head.png"
     done = subprocess.run([sys.executable, "-m", "hrn_blender.headless", str(tmp_path / "result"),
-                           "--blend", str(blend)], cwd=root, capture_output=True, text=True, timeout=120)
+                           "--blend", str(blend), "--render", str(png), "--samples", "2"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     assert {o.type for o in bpy.data.objects} >= {"MESH", "CAMERA"}
     assert bpy.context.scene.camera is not None
+    rgba = np.asarray(Image.open(png))
+    assert rgba.shape == (*result.camera.image_size[::-1], 4) and (rgba[..., 3] > 128).mean() > 0.15

@@ -42,7 +42,7 @@ def build_head(result: "engine_result.FaceReconstruction", name: str,
     controls.add_detail_controls(head, head_material, scale)
 
     photo = photo or _first_photo(result)
-    photo_image = images.load_packed(photo) if photo else None
+    photo_image = images.photo_image(f"{base} photo", photo) if photo else None
     cam = camera.build_camera(result.camera, f"{base} camera", photo_image)
     cam.parent = head  # moving the head keeps the photo match
 

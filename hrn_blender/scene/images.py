@@ -7,7 +7,7 @@ packs as PNG, the float displacement as OpenEXR (exact float32, no 8/16-bit roun
 import bpy
 import numpy as np
 
-from ..engine_api import result as engine_result
+from ..engine_api import image_io, result as engine_result
 
 #: The displacement image stores ``metres / scale + MIDLEVEL`` (the engine's displacement.png rule).
 DISPLACEMENT_MIDLEVEL = engine_result.DISPLACEMENT_MIDLEVEL
@@ -35,10 +35,19 @@ def displacement_image(name: str, displacement: np.ndarray) -> tuple[bpy.types.I
     return image, scale
 
 
-def load_packed(path: str) -> bpy.types.Image:
-    """A photo from disk as a new packed image (a new data-block even if the file is loaded)."""
-    image = bpy.data.images.load(path, check_existing=False)
-    image.pack()
+def photo_image(name: str, path: str) -> bpy.types.Image:
+    """The photo as a new packed 8-bit sRGB image, upright as the engine saw it.
+
+    Read through the engine's photo loader rather than ``bpy.data.images.load``: Blender ignores
+    the EXIF orientation tag, so a phone portrait would lie sideways behind the camera whose
+    frame (the engine's upright image size) it has to fill.
+
+    Raises:
+        errors.ImageReadError: the file cannot be read as an image.
+    """
+    photo = image_io.load_photo(path)
+    image = bpy.data.images.new(name, photo.rgb.shape[1], photo.rgb.shape[0], alpha=False)
+    _fill(image, photo.rgb)
     return image
 
 
