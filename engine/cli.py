@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,9 +29,11 @@ EXAMPLES = ("astronaut",)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine",
                                 description="HRN for Blender: hierarchical 3D face reconstruction.")
+    p.epilog = "Also: python -m engine assets check|download DIR (official HRN files)."
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reconstruct", help="reconstruct a 3D head from one or more photos of a face")
-    r.add_argument("photos", nargs="*", help="photo files (JPEG, PNG, WebP, TIFF)")
+    r.add_argument("photos", nargs="*", help="photo files (JPEG, PNG, WebP, TIFF); several photos of "
+                   "one person are fitted together (shared shape, per-photo pose and lighting)")
     r.add_argument("--example", choices=EXAMPLES,
                    help="use a photo that ships with scikit-image instead of your own")
     r.add_argument("--out", help="output folder (created; files of the same names are replaced)")
@@ -114,12 +117,17 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
             from .image_io import load_photo
             from .preview import write_preview
 
-            write_preview(result, load_photo(photos[0]).rgb, out / "preview.png")
+            # The preview overlays the result's camera, that of its reference (most frontal) photo.
+            reference = photos[result.metadata.get("reference_view", 0)]
+            write_preview(result, load_photo(reference).rgb, out / "preview.png")
     if args.blend:
         cmd = [sys.executable, "-m", "hrn_blender.headless", str(out), "--blend", args.blend]
         if args.render:
             cmd += ["--render", args.render]
-        done = subprocess.run(cmd)
+        # The scene builder lives beside the engine package (repository layout).
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        done = subprocess.run(cmd, env=env)
         if done.returncode != 0:
             raise EngineError(f"Building the Blender scene failed (exit code {done.returncode}); "
                               "is the bpy module installed?")
@@ -130,6 +138,12 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["assets"]:
+        # `python -m engine assets check|download DIR`: the official HRN files.
+        from .hrn_official.__main__ import main as assets_main
+
+        return assets_main(argv)
     args = _parser().parse_args(argv)
     rep = _Reporter(getattr(args, "progress", "bar"))
     try:

@@ -1,7 +1,8 @@
 """Low-frequency level: fit the parametric head to MediaPipe's 478 landmarks.
 
-Unknowns: head pose (rotation, translation), identity coefficients (unit-Gaussian prior),
-expression weights (ARKit face units in [0, 1], sparse prior). The camera's focal length is
+Unknowns: identity coefficients (unit-Gaussian prior), shared by all photos of the person;
+per photo, head pose (rotation, translation) and expression weights (ARKit face units in
+[0, 1], sparse prior). One photo is the single-view case. The camera's focal length is
 given (from EXIF or a default field of view). Data terms: 2D landmark reprojection and
 MediaPipe's relative landmark depth (its z), both normalised by the face size so the weights
 do not depend on the photo's resolution.
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .geometry import axis_angle_to_matrix, project, similarity_transform
+from .geometry import axis_angle_to_matrix, similarity_transform
 from .head_model import HeadModel
 from .landmarks import FaceLandmarks
 from .progress import ProgressCallback
@@ -27,20 +28,32 @@ from .errors import Cancelled
 
 
 @dataclass(frozen=True)
-class CoarseFit:
-    """Result of the coarse fit.
+class ViewPose:
+    """What the coarse fit found for one photo.
 
     Attributes:
-        identity: ``[Ki]`` float32 identity coefficients (units of the model's std).
         expression: ``[Ke]`` float32 expression weights in [0, 1].
         camera: the fitted camera (pose of the head and intrinsics).
         landmark_rms_px: RMS 2D landmark error in pixels over the used landmarks.
     """
 
-    identity: np.ndarray
     expression: np.ndarray
     camera: Camera
     landmark_rms_px: float
+
+
+@dataclass(frozen=True)
+class CoarseFit:
+    """Result of the coarse fit of one or more photos of one person.
+
+    Attributes:
+        identity: ``[Ki]`` float32 identity coefficients (units of the model's std), shared
+            by all photos.
+        views: one :class:`ViewPose` per photo, in the order given.
+    """
+
+    identity: np.ndarray
+    views: tuple[ViewPose, ...]
 
 
 @dataclass(frozen=True)
@@ -96,49 +109,59 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def fit_coarse(model: HeadModel, landmarks: FaceLandmarks, focal_px: float,
+def fit_coarse(model: HeadModel, landmarks: Sequence[FaceLandmarks], focal_px: Sequence[float],
                iterations: int = 400, weights: CoarseWeights = CoarseWeights(),
                progress: Optional[ProgressCallback] = None) -> CoarseFit:
-    """Fit pose, identity and expression of ``model`` to ``landmarks``.
+    """Fit one identity and, per photo, pose and expression of ``model`` to the landmarks.
+
+    The loss is the sum over photos of each photo's landmark terms and expression priors,
+    plus one identity prior; one photo is the single-view fit. The sum does not depend on
+    the photos' order.
 
     Args:
         model: the head model.
-        landmarks: detected 478 landmarks (pixels; z in pixels, smaller = nearer).
-        focal_px: focal length of the photo in pixels.
+        landmarks: per photo, its detected 478 landmarks (pixels; z in pixels, smaller = nearer).
+        focal_px: per photo, its focal length in pixels.
         iterations: Adam iterations of the joint fit (a pose-only warm-up of a quarter of
             that runs first).
         progress: callback ``(stage, fraction)``; returning False cancels.
     """
-    w_img, h_img = landmarks.image_size
-    principal = (w_img / 2.0, h_img / 2.0)
+    if len(landmarks) == 0 or len(landmarks) != len(focal_px):
+        raise ValueError("fit_coarse: give one focal length per set of landmarks (at least one).")
     use = model.landmark_weights > 0
-    lm = landmarks.points[use].astype(np.float64)
     lw = model.landmark_weights[use].astype(np.float64)
     mean_l, id_l, exp_l = (a[..., use, :] for a in _landmark_bases(model))
-
-    rot0, t0 = initial_pose(mean_l, lm, lw, focal_px, principal)
-    face_px = float(np.linalg.norm(lm[:, :2].max(0) - lm[:, :2].min(0)))
+    principal = np.array([(lm.image_size[0] / 2.0, lm.image_size[1] / 2.0) for lm in landmarks])
+    lm = np.stack([lmk.points[use].astype(np.float64) for lmk in landmarks])        # [N, L, 3]
+    poses = [initial_pose(mean_l, p, lw, f, tuple(c)) for p, f, c in zip(lm, focal_px, principal)]
+    face_px = np.linalg.norm(lm[:, :, :2].max(1) - lm[:, :, :2].min(1), axis=-1)      # [N]
+    n = len(landmarks)
 
     dt = torch.float64
     T = lambda a: torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
     mean_t, id_t, exp_t = T(mean_l), T(id_l), T(exp_l)
     target, lw_t = T(lm), T(lw / lw.sum())
-    rot0_t = T(rot0)
-    rvec = torch.zeros(3, dtype=dt, requires_grad=True)
-    trans = T(t0).clone().requires_grad_(True)
+    focal_t, principal_t, face_t = T(focal_px)[:, None], T(principal)[:, None, :], T(face_px)[:, None]
+    rot0_t = T(np.stack([r for r, _ in poses]))
+    rvec = torch.zeros(n, 3, dtype=dt, requires_grad=True)
+    trans = T(np.stack([t for _, t in poses])).clone().requires_grad_(True)
     ident = torch.zeros(id_l.shape[0], dtype=dt, requires_grad=True)
-    expr_raw = torch.full((exp_l.shape[0],), -4.0, dtype=dt, requires_grad=True)  # sigmoid(-4) ≈ 0.02
+    expr_raw = torch.full((n, exp_l.shape[0]), -4.0, dtype=dt, requires_grad=True)  # sigmoid(-4) ≈ 0.02
+
+    def rotations() -> torch.Tensor:
+        return torch.stack([axis_angle_to_matrix(r) for r in rvec]) @ rot0_t
 
     def loss_fn(full: bool):
         expr = torch.sigmoid(expr_raw)
-        pts = mean_t + torch.einsum("k,klc->lc", ident, id_t) + torch.einsum("k,klc->lc", expr, exp_t)
-        cam = pts @ (axis_angle_to_matrix(rvec) @ rot0_t).T + trans
-        uv = project(cam, focal_px, principal)
-        err2d = ((uv - target[:, :2]) ** 2).sum(-1) / face_px ** 2
-        depth = -cam[:, 2]
-        z_pred = focal_px * (depth - (lw_t * depth).sum()) / (lw_t * depth).sum()
-        z_obs = target[:, 2] - (lw_t * target[:, 2]).sum()
-        err_z = (z_pred - z_obs) ** 2 / face_px ** 2
+        pts = mean_t + torch.einsum("k,klc->lc", ident, id_t) + torch.einsum("nk,klc->nlc", expr, exp_t)
+        cam = torch.einsum("nlc,ndc->nld", pts, rotations()) + trans[:, None]
+        depth = -cam[..., 2]
+        uv = torch.stack([focal_t * cam[..., 0] / depth, -focal_t * cam[..., 1] / depth], -1) + principal_t
+        err2d = ((uv - target[..., :2]) ** 2).sum(-1) / face_t ** 2                   # [N, L]
+        mean_depth = (lw_t * depth).sum(-1, keepdim=True)
+        z_pred = focal_t * (depth - mean_depth) / mean_depth
+        z_obs = target[..., 2] - (lw_t * target[..., 2]).sum(-1, keepdim=True)
+        err_z = (z_pred - z_obs) ** 2 / face_t ** 2
         loss = (lw_t * (err2d + weights.depth * err_z)).sum()
         if full:
             loss = loss + weights.identity_prior * (ident ** 2).sum() \
@@ -146,12 +169,22 @@ def fit_coarse(model: HeadModel, landmarks: FaceLandmarks, focal_px: float,
         return loss, err2d
 
     with _single_thread():
-        return _optimise(loss_fn, rvec, trans, ident, expr_raw, rot0_t, lw_t, face_px, focal_px,
-                         principal, (w_img, h_img), iterations, progress)
+        _optimise(loss_fn, rvec, trans, ident, expr_raw, iterations, progress)
+    with torch.no_grad():
+        _, err2d = loss_fn(True)
+        rms = torch.sqrt((err2d * face_t ** 2 * lw_t).sum(-1)).numpy()
+        rot = rotations().numpy()
+        expr = torch.sigmoid(expr_raw).numpy().astype(np.float32)
+    views = tuple(
+        ViewPose(expression=expr[k], landmark_rms_px=float(rms[k]),
+                 camera=Camera(rotation=rot[k], translation=trans[k].detach().numpy().copy(),
+                               focal_px=float(focal_px[k]), principal_px=tuple(principal[k]),
+                               image_size=tuple(int(v) for v in landmarks[k].image_size)))
+        for k in range(n))
+    return CoarseFit(identity=ident.detach().numpy().astype(np.float32), views=views)
 
 
-def _optimise(loss_fn, rvec, trans, ident, expr_raw, rot0_t, lw_t, face_px, focal_px, principal,
-              image_size, iterations, progress) -> CoarseFit:
+def _optimise(loss_fn, rvec, trans, ident, expr_raw, iterations, progress) -> None:
     """Adam: a pose-only warm-up, then pose + identity + expression."""
     warmup = max(iterations // 4, 1)
     schedule = [(False, warmup, [rvec, trans]), (True, iterations, [rvec, trans, ident, expr_raw])]
@@ -170,16 +203,6 @@ def _optimise(loss_fn, rvec, trans, ident, expr_raw, rot0_t, lw_t, face_px, foca
             done += 1
             if progress is not None and it % 20 == 0 and progress("Fitting head shape", done / total) is False:
                 raise Cancelled("Cancelled during the coarse fit.")
-
-    with torch.no_grad():
-        _, err2d = loss_fn(True)
-        rms = float(torch.sqrt((err2d * face_px ** 2 * lw_t).sum()))
-        rot = (axis_angle_to_matrix(rvec) @ rot0_t).numpy()
-    camera = Camera(rotation=rot, translation=trans.detach().numpy().copy(), focal_px=float(focal_px),
-                    principal_px=principal, image_size=(int(image_size[0]), int(image_size[1])))
-    return CoarseFit(identity=ident.detach().numpy().astype(np.float32),
-                     expression=torch.sigmoid(expr_raw).detach().numpy().astype(np.float32),
-                     camera=camera, landmark_rms_px=rms)
 
 
 def default_focal_px(image_size: tuple[int, int], focal_35mm: Optional[float] = None) -> float:

@@ -7,11 +7,13 @@ while its landmarks stay on the detected ones, under two detail priors: smoothne
 differences of neighbouring texels) and magnitude (L2). The albedo used for shading is a
 low-pass of the de-lit photo, so shading variations are explained by geometry and colour
 variations are not. Gradients come from the differentiable rasterizer (engine.render).
+With several photos one map is fitted to all of them (each with its own pose, expression,
+lighting and albedo), as MV-HRN's shared canonical deformation.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,14 +40,14 @@ class DeformationFit:
     """Attributes:
         deformation_map: ``[R, R, 3]`` float32 model-space offsets in metres (UV layout).
         vertex_offsets: ``[V, 3]`` float32 the map sampled at the vertices (metres).
-        photometric_before: robust photometric error of the coarse head.
-        photometric_after: the same error after the fit.
+        photometric_before: per view, robust photometric error of the coarse head.
+        photometric_after: per view, the same error after the fit.
     """
 
     deformation_map: np.ndarray
     vertex_offsets: np.ndarray
-    photometric_before: float
-    photometric_after: float
+    photometric_before: tuple[float, ...]
+    photometric_after: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -65,66 +67,107 @@ class LandmarkTarget:
     weights: np.ndarray
 
 
-def fit_deformation(ctx, vertices: np.ndarray, triangles: np.ndarray, vertex_uv: np.ndarray,
-                    view: View, photo_crop: torch.Tensor, pixel_weight: torch.Tensor,
-                    vertex_albedo: np.ndarray, sh: np.ndarray, landmarks: LandmarkTarget,
-                    resolution: int = 128, iterations: int = 60,
-                    weights: DeformationWeights = DeformationWeights(),
-                    progress: Optional[ProgressCallback] = None) -> DeformationFit:
-    """Fit the deformation map.
+@dataclass(frozen=True)
+class DeformationView:
+    """One photo's part of the fit.
 
-    Args:
-        ctx: rasterizer context (engine.render.make_context).
-        vertices: ``[V, 3]`` coarse (subdivided) head in model space, metres.
-        triangles: ``[T, 3]`` int triangles.
-        vertex_uv: ``[V, 2]`` one UV per vertex.
+    Attributes:
+        vertices: ``[V, 3]`` coarse (subdivided) head of this photo (shared identity, this
+            photo's expression), model space, metres.
         view: the face crop view of the photo.
         photo_crop: ``[S, S, 3]`` linear RGB photo resampled into the view (top-down).
         pixel_weight: ``[S, S]`` weight of each crop pixel (0 outside the skin region).
-        vertex_albedo: ``[V, 3]`` low-pass linear albedo per vertex.
-        sh: ``[9, 3]`` SH lighting (camera space).
+        vertex_albedo: ``[V, 3]`` low-pass linear albedo per vertex, de-lit from this photo.
+        sh: ``[9, 3]`` SH lighting of this photo (camera space).
         landmarks: 2D landmark targets on this mesh.
+    """
+
+    vertices: np.ndarray
+    view: View
+    photo_crop: torch.Tensor
+    pixel_weight: torch.Tensor
+    vertex_albedo: np.ndarray
+    sh: np.ndarray
+    landmarks: LandmarkTarget
+
+
+class _ViewTerms:
+    """The photometric and landmark terms of one photo, as torch closures."""
+
+    def __init__(self, ctx, v: DeformationView, tri: torch.Tensor) -> None:
+        dt = torch.float32
+        self.ctx, self.view, self.tri, self.tri_l = ctx, v.view, tri, tri.long()
+        self.v0 = torch.as_tensor(v.vertices, dtype=dt)
+        self.albedo = torch.as_tensor(v.vertex_albedo, dtype=dt)
+        self.sh = torch.as_tensor(v.sh, dtype=dt)
+        self.rot = torch.as_tensor(v.view.camera.rotation, dtype=dt)
+        self.photo, self.pixel_weight = v.photo_crop, v.pixel_weight
+        self.wsum = float(v.pixel_weight.sum()) + 1e-6
+        lm = v.landmarks
+        self.lm_tri = torch.as_tensor(lm.triangles, dtype=torch.long)
+        self.lm_bary = torch.as_tensor(lm.barycentrics, dtype=dt)
+        self.lm_w = torch.as_tensor(lm.weights / lm.weights.sum(), dtype=dt)
+        self.lm_px = torch.as_tensor(lm.points_px, dtype=dt)
+        self.face_px = float(np.linalg.norm(lm.points_px.max(0) - lm.points_px.min(0)))
+
+    def photometric(self, v: torch.Tensor) -> torch.Tensor:
+        rast = render_rast(self.ctx, v, self.tri, self.view)
+        normals = vertex_normals(v, self.tri_l) @ self.rot.T
+        attr = torch.cat([self.albedo, normals], -1)[None]
+        pix = interpolate_top_down(attr.contiguous(), rast, self.tri)[0]
+        n = pix[..., 3:] / (pix[..., 3:].norm(dim=-1, keepdim=True) + 1e-8)
+        shaded = pix[..., :3] * irradiance(n, self.sh)
+        mask = (rast[0, :, :, 3] > 0).to(v.dtype) * self.pixel_weight
+        diff = shaded - self.photo
+        return (mask * torch.sqrt((diff * diff).sum(-1) + 1e-6)).sum() / self.wsum
+
+    def landmark(self, v: torch.Tensor) -> torch.Tensor:
+        pts = (v[self.lm_tri] * self.lm_bary[:, :, None]).sum(1)
+        cam = self.view.camera
+        px = project(to_camera(pts, cam), cam.focal_px, cam.principal_px)
+        return (self.lm_w * ((px - self.lm_px) ** 2).sum(-1)).sum() / self.face_px ** 2
+
+
+def fit_deformation(ctx, triangles: np.ndarray, vertex_uv: np.ndarray, views: Sequence[DeformationView],
+                    resolution: int = 128, iterations: int = 60,
+                    weights: DeformationWeights = DeformationWeights(),
+                    vertex_weight: Optional[np.ndarray] = None,
+                    progress: Optional[ProgressCallback] = None) -> DeformationFit:
+    """Fit one deformation map, shared by all the photos of ``views``.
+
+    The loss is the mean over photos of each photo's photometric and landmark terms, plus
+    the map's priors once, so the balance between data and priors does not depend on the
+    number of photos; one photo is the single-view fit. Each photo's head (its own
+    expression, pose, lighting and albedo) moves by the same map, as in MV-HRN's canonical
+    deformation: the map lives in the unposed model frame.
+
+    Args:
+        ctx: rasterizer context (engine.render.make_context).
+        triangles: ``[T, 3]`` int triangles of the (subdivided) head.
+        vertex_uv: ``[V, 2]`` one UV per vertex.
+        views: one :class:`DeformationView` per photo (at least one).
         resolution: side of the deformation map in texels.
         iterations: Adam iterations.
+        vertex_weight: optional ``[V]`` factor on each vertex's offset (0 keeps a part rigid,
+            e.g. the eyeballs).
         progress: ``(stage, fraction)`` callback; False cancels.
     """
+    if not views:
+        raise ValueError("fit_deformation: no views given.")
     dt = torch.float32
-    v0 = torch.as_tensor(vertices, dtype=dt)
     tri = torch.as_tensor(triangles, dtype=torch.int32)
-    tri_l = tri.long()
     uv = torch.as_tensor(vertex_uv, dtype=dt)
-    albedo = torch.as_tensor(vertex_albedo, dtype=dt)
-    sh_t = torch.as_tensor(sh, dtype=dt)
-    rot = torch.as_tensor(view.camera.rotation, dtype=dt)
-    lm_tri = torch.as_tensor(landmarks.triangles, dtype=torch.long)
-    lm_bary = torch.as_tensor(landmarks.barycentrics, dtype=dt)
-    lm_w = torch.as_tensor(landmarks.weights / landmarks.weights.sum(), dtype=dt)
-    lm_px = torch.as_tensor(landmarks.points_px, dtype=dt)
-    face_px = float(np.linalg.norm(landmarks.points_px.max(0) - landmarks.points_px.min(0)))
-    wsum = float(pixel_weight.sum()) + 1e-6
+    terms = [_ViewTerms(ctx, v, tri) for v in views]
 
     unit = 1e-3  # the map's parameters are in millimetres, so Adam steps are well scaled
     param = torch.zeros(resolution, resolution, 3, dtype=dt, requires_grad=True)
     opt = torch.optim.Adam([param], lr=0.05)
 
+    scale = None if vertex_weight is None else torch.as_tensor(vertex_weight, dtype=dt)[:, None]
+
     def offsets():
-        return sample_map(param * unit, uv)
-
-    def photometric(v: torch.Tensor) -> torch.Tensor:
-        rast = render_rast(ctx, v, tri, view)
-        normals = vertex_normals(v, tri_l) @ rot.T
-        attr = torch.cat([albedo, normals], -1)[None]
-        pix = interpolate_top_down(attr.contiguous(), rast, tri)[0]
-        n = pix[..., 3:] / (pix[..., 3:].norm(dim=-1, keepdim=True) + 1e-8)
-        shaded = pix[..., :3] * irradiance(n, sh_t)
-        mask = (rast[0, :, :, 3] > 0).to(dt) * pixel_weight
-        diff = shaded - photo_crop
-        return (mask * torch.sqrt((diff * diff).sum(-1) + 1e-6)).sum() / wsum
-
-    def landmark_term(v: torch.Tensor) -> torch.Tensor:
-        pts = (v[lm_tri] * lm_bary[:, :, None]).sum(1)
-        px = project(to_camera(pts, view.camera), view.camera.focal_px, view.camera.principal_px)
-        return (lm_w * ((px - lm_px) ** 2).sum(-1)).sum() / face_px ** 2
+        off = sample_map(param * unit, uv)
+        return off if scale is None else off * scale
 
     def priors() -> tuple[torch.Tensor, torch.Tensor]:
         dx = param[:, 1:] - param[:, :-1]
@@ -132,20 +175,25 @@ def fit_deformation(ctx, vertices: np.ndarray, triangles: np.ndarray, vertex_uv:
         return (dx * dx).mean() + (dy * dy).mean(), (param * param).mean()
 
     with torch.no_grad():
-        before = float(photometric(v0))
+        before = tuple(float(t.photometric(t.v0)) for t in terms)
+    steps = iterations * len(terms)
     for it in range(iterations):
         opt.zero_grad()
-        v = v0 + offsets()
+        off = offsets()
         smooth, mag = priors()
-        loss = photometric(v) + weights.landmarks * 1e3 * landmark_term(v) \
-            + weights.smoothness * smooth + weights.magnitude * mag
-        loss.backward()
+        (weights.smoothness * smooth + weights.magnitude * mag).backward(retain_graph=True)
+        # One backward pass per photo keeps only one photo's render graph in memory.
+        for k, t in enumerate(terms):
+            v = t.v0 + off
+            data = (t.photometric(v) + weights.landmarks * 1e3 * t.landmark(v)) / len(terms)
+            data.backward(retain_graph=k + 1 < len(terms))
+            if progress is not None and progress("Fitting mid-frequency detail",
+                                                 (it * len(terms) + k + 1) / steps) is False:
+                raise Cancelled("Cancelled while fitting mid-frequency detail.")
         opt.step()
-        if progress is not None and progress("Fitting mid-frequency detail", (it + 1) / iterations) is False:
-            raise Cancelled("Cancelled while fitting mid-frequency detail.")
     with torch.no_grad():
         off = offsets()
-        after = float(photometric(v0 + off))
+        after = tuple(float(t.photometric(t.v0 + off)) for t in terms)
     return DeformationFit(deformation_map=(param.detach() * unit).numpy().astype(np.float32),
                           vertex_offsets=off.numpy().astype(np.float32),
                           photometric_before=before, photometric_after=after)

@@ -5,8 +5,9 @@ identity PCA, ARKit expressions, regions, UVs) and ``tools/build_landmark_corres
 (MediaPipe landmark correspondence), and stored in ``engine/data/head_model.npz``; see
 ``engine/data/HEAD_MODEL_LICENSE.md`` for provenance.
 
-Geometry is a quad mesh of the head skin (face, scalp, ears, neck cut at the lower neck) in
-model space (:mod:`engine.conventions`: metres, +Y up, +Z out of the face, +X subject's
+Geometry is a quad mesh of the head skin (face, scalp, ears, neck cut at the lower neck) and
+two eyeballs (closed quad spheres, separate connected parts that the identity and the ARKit
+eyeLook* expressions move with the sockets) in model space (:mod:`engine.conventions`: metres, +Y up, +Z out of the face, +X subject's
 left), origin at the midpoint between the ears on the mid-sagittal plane (about the ear
 canals). A head shape is::
 
@@ -78,8 +79,9 @@ class HeadModel:
         expression_basis: ``[52,V,3]`` float32 vertex offsets (metres) at weight 1.
         expression_names: the 52 ARKit names, :data:`ARKIT_NAMES` order.
         mirror: ``[V]`` int32 index of each vertex's mirror partner (itself on the midline).
-        regions: name -> ``[V]`` bool mask; "face", "scalp", "ears", "neck" partition the
-            mesh, "eyes", "nose", "mouth", "lips" are sub-regions of the face.
+        regions: name -> ``[V]`` bool mask; "face", "scalp", "ears", "neck", "eyeballs"
+            partition the mesh, "eyes" (lids and sockets), "nose", "mouth", "lips" are
+            sub-regions of the face.
         landmark_faces: ``[478]`` int32 triangle (index into :meth:`triangles`) of each
             MediaPipe face-mesh landmark.
         landmark_barycentrics: ``[478,3]`` float32 barycentric coordinates in that triangle.

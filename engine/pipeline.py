@@ -1,9 +1,12 @@
-"""The single-view hierarchical reconstruction, stage by stage.
+"""The hierarchical reconstruction from one or more photos, stage by stage.
 
-photo -> landmarks (MediaPipe) -> coarse head (pose, identity, expression) -> SH lighting
-and base albedo -> mid-frequency deformation map (analysis-by-synthesis through the
-rasterizer) -> photo unwrapped into UV space -> high-frequency displacement map (from
-shading) -> de-lit, de-retouched albedo -> :class:`FaceReconstruction`.
+photos -> landmarks (MediaPipe) per photo -> [several photos: identities fitted alone and
+compared, see engine.multiview] -> coarse head (one identity; pose and expression per photo)
+-> SH lighting and base albedo per photo -> one mid-frequency deformation map fitted to all
+photos (analysis-by-synthesis through the rasterizer) -> per photo: photo unwrapped into UV
+space, high-frequency displacement map (from shading), de-lit albedo -> [several photos:
+maps fused by visibility and view angle] -> :class:`FaceReconstruction`.
+One photo is the single-view case of the same code.
 """
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import render
 from .albedo import estimate_albedo, srgb_to_linear
 from .coarse import default_focal_px, fit_coarse
-from .deformation import LandmarkTarget, fit_deformation
+from .deformation import DeformationView, LandmarkTarget, fit_deformation
 from .displacement import detail_normals, fit_displacement
-from .errors import DeviceError, EngineError
+from .errors import DeviceError, EngineError, NoFaceError
+from .geometry import vertex_normals
 from .head_model import HeadModel, load_head_model
 from .image_io import Photo, load_photo
 from .landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
-from .lighting import fit_lighting
+from .lighting import LightingFit, fit_lighting
+from .multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
 from .mesh_ops import smooth_weighted, vertex_adjacency, vertex_uvs
 from .progress import Progress, ProgressCallback
 from .result import FaceReconstruction, ViewRecord, triangulate
@@ -62,7 +67,8 @@ class ReconstructionOptions:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         quality: "fast" (512² maps) or "high" (1024² maps, more iterations).
         head_model: path of a head model .npz; None = the built-in model.
-        weights_dir: folder of the official HRN release; None = the built-in offline model.
+        weights_dir: folder of the official HRN release (single photo only, through
+            engine.hrn_official); None = the built-in offline model.
     """
 
     device: str = "auto"
@@ -81,6 +87,34 @@ STAGES = (("Loading photo", 1), ("Detecting face", 4), ("Fitting head shape", 4)
           ("Estimating lighting", 3), ("Fitting mid-frequency detail", 45),
           ("Unwrapping texture", 6), ("Fitting high-frequency detail", 25),
           ("Estimating albedo", 8), ("Assembling result", 4))
+"""Stages of a single-view run and their relative run times."""
+
+_PER_PHOTO = {"Loading photo", "Detecting face", "Estimating lighting", "Unwrapping texture",
+              "Fitting high-frequency detail", "Estimating albedo"}
+
+
+def stage_name(name: str, index: int, count: int) -> str:
+    """The progress name of a per-photo stage: ``name`` alone for one photo, else
+    ``"name (photo 2 of 3)"``."""
+    return name if count == 1 else f"{name} (photo {index + 1} of {count})"
+
+
+def stages(count: int) -> tuple[tuple[str, float], ...]:
+    """``(name, weight)`` of every progress stage of a run on ``count`` photos, in run order:
+    per-photo stages once per photo, shared ones (scaled by the number of photos) once."""
+    if count == 1:
+        return STAGES
+    weight = dict(STAGES, **{"Comparing faces": 1, "Fusing views": 2})
+    out = []
+    for names in (("Loading photo", "Detecting face"), ("Comparing faces", "Fitting head shape"),
+                  ("Estimating lighting",), ("Fitting mid-frequency detail",),
+                  ("Unwrapping texture", "Fitting high-frequency detail", "Estimating albedo"),
+                  ("Fusing views", "Assembling result")):
+        if names[0] in _PER_PHOTO:
+            out += [(stage_name(n, k, count), weight[n]) for k in range(count) for n in names]
+        else:
+            out += [(n, weight[n] * count) for n in names]
+    return tuple(out)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,121 +149,228 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
     return ConvexHull(points).vertices
 
 
+@dataclass(frozen=True)
+class _Input:
+    """A photo in which a face was found."""
+
+    index: int                  # position in the photos given
+    photo: Photo
+    landmarks: FaceLandmarks
+    linear: np.ndarray          # [H, W, 3] float32 linear RGB
+
+    @property
+    def focal_px(self) -> float:
+        return default_focal_px(self.landmarks.image_size)
+
+
 def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = ReconstructionOptions(),
                 progress: Optional[ProgressCallback] = None) -> FaceReconstruction:
-    """Reconstruct a head from photos of one face (one photo for now).
+    """Reconstruct a head from one or more photos of one face.
+
+    With several photos (MV-HRN, see :mod:`engine.multiview`) the identity and the
+    mid-frequency deformation map are shared; pose, expression, lighting and displacement
+    are fitted per photo and the displacement and albedo maps fused. Photos without a face
+    are skipped with a warning, as are (with three or more photos) photos that probably show
+    a different person. The result's ``views`` has one record per photo given, in order;
+    its camera, expression and lighting are those of the most frontal photo used.
 
     Raises:
-        ImageReadError, NoFaceError, ModelFilesError, DeviceError, Cancelled (all EngineError).
+        ImageReadError, NoFaceError (one photo without a face, or no face in any photo),
+        ModelFilesError, DeviceError, Cancelled (all EngineError).
     """
+    if not photos:
+        raise EngineError("Give at least one photo.")
     if options.weights_dir is not None:
-        raise EngineError("Reconstruction with the official HRN weights is not available in this "
-                          "version yet; use the built-in model (leave the weights folder empty).")
-    if len(photos) != 1:
-        raise EngineError("Multi-view reconstruction is not available yet: give exactly one photo.")
-    prog = Progress(progress, STAGES)
+        return _reconstruct_official(photos, options, progress)
+    count = len(photos)
+    prog = Progress(progress, stages(count))
     t_start = time.perf_counter()
-    prog.update("Loading photo")
-    photo = load_photo(photos[0])
-    prog.update("Detecting face")
-    landmarks = detect_landmarks(photo)
+    inputs, skipped, notes = [], {}, []
+    for k, path in enumerate(photos):
+        prog.update(stage_name("Loading photo", k, count))
+        photo = load_photo(path)
+        prog.update(stage_name("Detecting face", k, count))
+        try:
+            landmarks = detect_landmarks(photo)
+        except NoFaceError:
+            if count == 1:
+                raise
+            skipped[k] = f"No face found in {photo.path!r}; this photo was skipped."
+            notes.append(skipped[k])
+            continue
+        notes.extend(landmarks.warnings)
+        inputs.append(_Input(k, photo, landmarks, srgb_to_linear(photo.rgb)))
+    if not inputs:
+        raise NoFaceError(f"No face found in any of the {count} photos. Use photos where the face is "
+                          "clearly visible, at least ~100 px wide and well lit.")
     model = load_head_model(options.head_model)
     device = resolve_device(options.device)
-    return reconstruct_view(photo, landmarks, model, QUALITY[options.quality], device, prog,
-                            options, t_start)
+    settings = QUALITY[options.quality]
+    check = None
+    if len(inputs) > 1:
+        # Each photo's identity alone: a different person shows as an outlier among them.
+        check = check_identities(model, [
+            fit_coarse(model, [v.landmarks], [v.focal_px], settings.coarse_iterations,
+                       progress=prog.sub("Comparing faces", k / len(inputs), (k + 1) / len(inputs))).identity
+            for k, v in enumerate(inputs)])
+        for k in check.outliers:
+            skipped[inputs[k].index] = (
+                f"{inputs[k].photo.path!r} probably shows a different person (its face shape is "
+                f"{check.distances_m[k] * 1e3:.1f} mm from the others'); this photo was left out.")
+            notes.append(skipped[inputs[k].index])
+        if len(inputs) == 2 and check.distances_m.max() > OUTLIER_DISTANCE_M:
+            notes.append(f"{inputs[0].photo.path!r} and {inputs[1].photo.path!r} may show different "
+                         "people (their face shapes disagree); both were used.")
+        kept = [v for k, v in enumerate(inputs) if k not in check.outliers]
+        distances = {v.index: float(d) for v, d in zip(inputs, check.distances_m)}
+        inputs = kept
+    else:
+        distances = {}
+    result = reconstruct_views(inputs, model, settings, device, prog, options, t_start, count)
+    records = list(result.views)
+    for k, note in skipped.items():
+        records.insert(k, ViewRecord(image_path=str(photos[k]), used=False, note=note))
+    meta = dict(result.metadata)
+    if distances:
+        meta["identity_distance_mm"] = {str(k): round(d * 1e3, 3) for k, d in distances.items()}
+    return result.replace(views=tuple(records), metadata=meta, warnings=tuple(notes))
 
 
-def reconstruct_view(photo: Photo, landmarks: FaceLandmarks, model: HeadModel,
-                     settings: QualitySettings, device: torch.device, prog: Progress,
-                     options: ReconstructionOptions, t_start: float) -> FaceReconstruction:
-    """Every stage after detection, for one photo (see the module docstring)."""
+def _reconstruct_official(photos, options: ReconstructionOptions, progress) -> FaceReconstruction:
+    """One photo through the official HRN networks (engine.hrn_official)."""
+    if len(photos) != 1:
+        raise EngineError("The official HRN weights reconstruct from one photo; give exactly one "
+                          "photo, or leave the weights folder empty to use several.")
+    from .hrn_official.reconstruct import reconstruct_official
+
+    photo = load_photo(photos[0])
+    return reconstruct_official(photo, detect_landmarks(photo), options.weights_dir,
+                                resolve_device(options.device), progress)
+
+
+def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: QualitySettings,
+                      device: torch.device, prog: Progress, options: ReconstructionOptions,
+                      t_start: float, count: int) -> FaceReconstruction:
+    """Every stage after detection, for the usable photos (see the module docstring);
+    ``count`` is the number of photos given (for progress names). The result's views hold
+    only these photos, in order."""
     ctx = render.make_context(device)
     timings = {}
 
     def mark(name: str) -> None:
         timings[name] = round(time.perf_counter() - t_start - sum(timings.values()), 3)
 
-    linear = srgb_to_linear(photo.rgb)
-    focal = default_focal_px(landmarks.image_size)
-    coarse = fit_coarse(model, landmarks, focal, settings.coarse_iterations,
-                        progress=prog.sub("Fitting head shape", 0.0, 1.0))
-    camera = coarse.camera
+    coarse = fit_coarse(model, [v.landmarks for v in inputs], [v.focal_px for v in inputs],
+                        settings.coarse_iterations, progress=prog.sub("Fitting head shape", 0.0, 1.0))
     mark("coarse")
 
-    # Lighting and a low-pass albedo per vertex, from the coarse head.
-    prog.update("Estimating lighting")
     head = model.subdivided(settings.subdivision)
     tris = head.triangles()
-    verts = head.shape(coarse.identity, coarse.expression)
-    view = face_view(camera, landmarks.points[:, :2], settings.render_size)
+    adjacency = vertex_adjacency(tris, head.n_vertices)
+    lm_use = head.landmark_weights > 0
+    vuv = vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
+    fits, lightings = [], []
+    for v, pose in zip(inputs, coarse.views):
+        prog.update(stage_name("Estimating lighting", v.index, count))
+        verts = head.shape(coarse.identity, pose.expression)
+        view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
+        lighting, vertex_albedo = _lighting(ctx, head, tris, adjacency, verts, view, v.linear)
+        target = LandmarkTarget(points_px=v.landmarks.points[lm_use, :2],
+                                triangles=tris[head.landmark_faces[lm_use]],
+                                barycentrics=head.landmark_barycentrics[lm_use],
+                                weights=head.landmark_weights[lm_use])
+        fits.append(DeformationView(verts, view, crop_photo(v.linear, view),
+                                    skin_mask(v.landmarks.points, view), vertex_albedo, lighting.sh,
+                                    target))
+        lightings.append(lighting)
+    mark("lighting")
+
+    mid = fit_deformation(ctx, tris, vuv, fits, resolution=settings.deformation_size,
+                          iterations=settings.mid_iterations,
+                          vertex_weight=(~head.regions["eyeballs"]).astype(np.float32),
+                          progress=prog.sub("Fitting mid-frequency detail", 0.0, 1.0))
+    mark("mid")
+
+    uv_tris = triangulate(head.face_uvs)
+    uv_raster = rasterize_uv(head.uvs, uv_tris, (settings.uv_size, settings.uv_size))
+    mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
+    displacements, visibilities, albedos, confidences = [], [], [], []
+    for v, pose, fit, lighting in zip(inputs, coarse.views, fits, lightings):
+        prog.update(stage_name("Unwrapping texture", v.index, count))
+        detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
+        obs = observe(ctx, v.linear, fit.vertices + mid.vertex_offsets, tris, head.uvs, uv_tris,
+                      uv_raster, mirror, detail_view,
+                      skin=skin_mask(v.landmarks.points, detail_view, feather=0.01))
+        stage = stage_name("Fitting high-frequency detail", v.index, count)
+        displacements.append(fit_displacement(obs, lighting.sh, iterations=settings.high_iterations,
+                                              progress=prog.sub(stage, 0.0, 1.0)))
+        visibilities.append(obs.visibility)
+        prog.update(stage_name("Estimating albedo", v.index, count))
+        albedo, confidence = estimate_albedo(obs, lighting.sh,
+                                             detail_normal=detail_normals(obs, displacements[-1]))
+        albedos.append(albedo)
+        confidences.append(confidence)
+    mark("detail")
+
+    if len(inputs) > 1:
+        prog.update("Fusing views")
+        displacement = fuse_weighted(displacements, visibilities)
+        albedo, confidence = fuse_albedo(albedos, confidences)
+    else:
+        displacement, albedo, confidence = displacements[0], albedos[0], confidences[0]
+    mark("fusion")
+
+    prog.update("Assembling result")
+    ref = reference_view([p.camera.rotation for p in coarse.views])
+    records = tuple(ViewRecord(image_path=v.photo.path, used=True, camera=p.camera,
+                               expression=p.expression, sh_lighting=lt.sh,
+                               landmarks=v.landmarks.points[:, :2].astype(np.float32))
+                    for v, p, lt in zip(inputs, coarse.views, lightings))
+    per_view = [{"index": v.index, "landmark_rms_px": p.landmark_rms_px,
+                 "photometric_error": {"coarse": b, "mid": a},
+                 "lighting_residual_rms": lt.residual_rms}
+                for v, p, lt, b, a in zip(inputs, coarse.views, lightings, mid.photometric_before,
+                                          mid.photometric_after)]
+    pose = coarse.views[ref]
+    result = FaceReconstruction(
+        vertices=fits[ref].vertices.astype(np.float32), mid_offsets=mid.vertex_offsets,
+        faces=head.faces, uvs=head.uvs, face_uvs=head.face_uvs, deformation_map=mid.deformation_map,
+        displacement_map=displacement.astype(np.float32), albedo=albedo.astype(np.float32),
+        albedo_confidence=confidence.astype(np.float32), camera=pose.camera,
+        identity=coarse.identity, expression=pose.expression,
+        expression_names=head.expression_names, expression_deltas=head.expression_basis,
+        sh_lighting=lightings[ref].sh, views=records,
+        metadata={
+            "engine_version": ENGINE_VERSION, "head_model": "MakeHuman/MPFB2 CC0 head (built-in)",
+            "device": str(device), "rasterizer": type(ctx).__name__, "quality": options.quality,
+            "reference_view": inputs[ref].index,
+            "landmark_rms_px": pose.landmark_rms_px,
+            "photometric_error": {"coarse": float(np.mean(mid.photometric_before)),
+                                  "mid": float(np.mean(mid.photometric_after))},
+            "lighting_residual_rms": lightings[ref].residual_rms, "timings_s": timings,
+            "views": per_view,
+        })
+    prog.update("Assembling result", 1.0)
+    return result
+
+
+def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarray, view: View,
+              linear: np.ndarray) -> tuple[LightingFit, np.ndarray]:
+    """SH lighting of one photo and a low-pass albedo per vertex ``[V, 3]`` (linear RGB),
+    from the coarse head ``verts`` seen through ``view``."""
+    camera = view.camera
     v_t = torch.as_tensor(verts)
     tri_t = torch.as_tensor(tris)
     seen = visible_vertices(ctx, v_t, tri_t, view)
-    from .geometry import vertex_normals
-
-    normals = (vertex_normals(v_t, tri_t.long()) @ torch.as_tensor(camera.rotation, dtype=torch.float32).T).numpy()
+    rot = torch.as_tensor(camera.rotation, dtype=torch.float32)
+    normals = (vertex_normals(v_t, tri_t.long()) @ rot.T).numpy()
     colours = sample_photo(linear, camera.project(verts))
     facing = np.clip(-(normals * _unit(to_camera(v_t, camera).numpy())).sum(-1), 0, 1)
     weight = seen * head.regions["face"] * (~head.regions["eyes"]) * (~head.regions["lips"]) * facing
     lighting = fit_lighting(normals, colours, weight)
     delit = colours / np.maximum(irradiance(normals, lighting.sh), 0.05)
-    adjacency = vertex_adjacency(tris, head.n_vertices)
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
-    mark("lighting")
-
-    # Mid frequency.
-    lm_use = head.landmark_weights > 0
-    target = LandmarkTarget(points_px=landmarks.points[lm_use, :2],
-                            triangles=tris[head.landmark_faces[lm_use]],
-                            barycentrics=head.landmark_barycentrics[lm_use],
-                            weights=head.landmark_weights[lm_use])
-    vuv = vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
-    mid = fit_deformation(ctx, verts, tris, vuv, view, crop_photo(linear, view),
-                          skin_mask(landmarks.points, view), vertex_albedo, lighting.sh, target,
-                          resolution=settings.deformation_size, iterations=settings.mid_iterations,
-                          progress=prog.sub("Fitting mid-frequency detail", 0.0, 1.0))
-    mark("mid")
-
-    # Unwrap into UV space at the detail resolution.
-    prog.update("Unwrapping texture")
-    uv_tris = triangulate(head.face_uvs)
-    uv_raster = rasterize_uv(head.uvs, uv_tris, (settings.uv_size, settings.uv_size))
-    mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
-    detail_view = face_view(camera, landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
-    obs = observe(ctx, linear, verts + mid.vertex_offsets, tris, head.uvs, uv_tris, uv_raster,
-                  mirror, detail_view, skin=skin_mask(landmarks.points, detail_view, feather=0.01))
-    mark("unwrap")
-
-    displacement = fit_displacement(obs, lighting.sh, iterations=settings.high_iterations,
-                                    progress=prog.sub("Fitting high-frequency detail", 0.0, 1.0))
-    mark("high")
-    prog.update("Estimating albedo")
-    albedo, confidence = estimate_albedo(obs, lighting.sh, detail_normal=detail_normals(obs, displacement))
-    mark("albedo")
-
-    prog.update("Assembling result")
-    view_record = ViewRecord(image_path=photo.path, used=True, camera=camera,
-                             expression=coarse.expression, sh_lighting=lighting.sh,
-                             landmarks=landmarks.points[:, :2].astype(np.float32))
-    result = FaceReconstruction(
-        vertices=verts.astype(np.float32), mid_offsets=mid.vertex_offsets, faces=head.faces,
-        uvs=head.uvs, face_uvs=head.face_uvs, deformation_map=mid.deformation_map,
-        displacement_map=displacement.astype(np.float32), albedo=albedo.astype(np.float32),
-        albedo_confidence=confidence.astype(np.float32), camera=camera,
-        identity=coarse.identity, expression=coarse.expression,
-        expression_names=head.expression_names, expression_deltas=head.expression_basis,
-        sh_lighting=lighting.sh, views=(view_record,),
-        metadata={
-            "engine_version": ENGINE_VERSION, "head_model": "MakeHuman/MPFB2 CC0 head (built-in)",
-            "device": str(device), "rasterizer": type(ctx).__name__, "quality": options.quality,
-            "landmark_rms_px": coarse.landmark_rms_px,
-            "photometric_error": {"coarse": mid.photometric_before, "mid": mid.photometric_after},
-            "lighting_residual_rms": lighting.residual_rms, "timings_s": timings,
-        },
-        warnings=landmarks.warnings)
-    prog.update("Assembling result", 1.0)
-    return result
-
+    return lighting, vertex_albedo
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)

@@ -109,7 +109,7 @@ def test_mirror_is_involution_and_mirrors_x(model):
 
 def test_regions_partition_the_head(model):
     r = model.regions
-    base = np.stack([r["face"], r["scalp"], r["ears"], r["neck"]]).sum(0)
+    base = np.stack([r["face"], r["scalp"], r["ears"], r["neck"], r["eyeballs"]]).sum(0)
     assert (base == 1).all()
     for sub in ("eyes", "nose", "mouth", "lips"):
         assert r[sub].any() and not (r[sub] & ~r["face"]).any()
@@ -136,7 +136,27 @@ def test_uvs_valid_non_overlapping_face_biggest(model):
     face_quads = model.regions["face"][model.faces].all(1)
     face_island = np.bincount(island[face_quads]).argmax()
     assert island_area.argmax() == face_island
-    assert area.sum() > 0.35                         # shelf packing of one big island
+
+
+def test_uv_face_texel_share_and_fill(model):
+    """The face gets most of the texture: >= 45% of the UV square, islands fill >= 65%."""
+    uv, fuv = model.uvs.astype(np.float64), model.face_uvs
+    a, b, c, d = (uv[fuv[:, k]] for k in range(4))
+    area = 0.5 * np.abs(np.cross(b - a, c - a)) + 0.5 * np.abs(np.cross(c - a, d - a))
+    face_quads = model.regions["face"][model.faces].all(1)
+    assert area[face_quads].sum() >= 0.45
+    assert area.sum() >= 0.65
+    # Texel density (UV length per metre) of the face is several times the scalp's.
+    def density(sel):
+        corners = model.mean[model.faces[sel]].astype(np.float64)
+        area3d = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1) \
+            + 0.5 * np.linalg.norm(np.cross(corners[:, 2] - corners[:, 0], corners[:, 3] - corners[:, 0]), axis=1)
+        return np.sqrt(area[sel].sum() / area3d.sum())
+    assert density(face_quads) > 3 * density(model.regions["scalp"][model.faces].all(1))
+    # The face island is upright: UV v grows with height (forehead towards v = 1).
+    face_centres = model.mean[model.faces[face_quads]].mean(1)
+    face_uv = uv[fuv[face_quads]].mean(1)
+    assert np.corrcoef(face_uv[:, 1], face_centres[:, 1])[0, 1] > 0.8
 
 
 def test_uv_margins(model):
@@ -249,6 +269,87 @@ def test_subdivision_uvs_mirror_regions_landmarks(model, fine):
     np.testing.assert_array_equal(fine.landmark_uv, model.landmark_uv)
     moved = np.linalg.norm(fine.landmarks(fine.mean) - model.landmarks(model.mean), axis=1)
     assert np.median(moved[model.landmark_weights > 0]) < 0.003
+
+
+def _eyeballs(model: HeadModel, vertices: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """(centre, mean radius, radii) of the left (+X) and right eyeball of ``vertices``."""
+    out = []
+    for side in (1, -1):
+        sel = model.regions["eyeballs"] & (np.sign(model.mean[:, 0]) == side)
+        pts = vertices[sel].astype(np.float64)
+        centre = pts.mean(0)
+        radii = np.linalg.norm(pts - centre, axis=1)
+        out.append((centre, radii.mean(), radii))
+    return out
+
+
+def test_eyeballs_are_closed_spheres_with_own_uv_islands(model):
+    eyeball = model.regions["eyeballs"]
+    quads = eyeball[model.faces]
+    assert (quads.all(1) | ~quads.any(1)).all()              # no quad joins eyeball and skin
+    for side, (centre, radius, radii) in zip((1, -1), _eyeballs(model, model.mean)):
+        assert 0.02 < side * centre[0] < 0.045                # under the brows, either side
+        assert 0.010 < radius < 0.017 and np.ptp(radii) < 0.05 * radius
+    # Closed: every edge of the eyeball quads is shared by exactly two of them.
+    f = model.faces[quads.all(1)]
+    edges = np.sort(np.stack([f, np.roll(f, -1, 1)], -1).reshape(-1, 2), 1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert (counts == 2).all()
+    # Mirror pairs the two eyeballs vertex by vertex.
+    left = np.nonzero(eyeball & (model.mean[:, 0] > 0))[0]
+    right = model.mirror[left]
+    assert eyeball[right].all() and (model.mean[right, 0] < 0).all()
+    np.testing.assert_allclose(model.mean[right] * [-1, 1, 1], model.mean[left], atol=1e-4)
+    # Own UV islands: no UV point shared with the skin.
+    eye_points = np.unique(model.face_uvs[quads.all(1)])
+    skin_points = np.unique(model.face_uvs[~quads.any(1)])
+    assert not np.intersect1d(eye_points, skin_points).size
+
+
+def test_eyeballs_stay_in_their_sockets(model):
+    """For identity samples within +-2 sigma the eyeballs move and scale with the sockets:
+    the eyeball centre relative to the socket ("eyes" region) follows the socket's size."""
+    def socket(vertices):
+        out = []
+        for side, (centre, radius, _) in zip((1, -1), _eyeballs(model, vertices)):
+            sel = model.regions["eyes"] & (np.sign(model.mean[:, 0]) == side)
+            middle = vertices[sel].mean(0)
+            size = np.linalg.norm(vertices[sel] - middle, axis=1).mean()
+            out.append((centre - middle, radius, size))
+        return out
+    rest = socket(model.mean)
+    rng = np.random.default_rng(4)
+    samples = [2.0 * np.eye(model.n_identity)[k] * sign for k in range(8) for sign in (1, -1)]
+    samples += [np.clip(rng.standard_normal(model.n_identity) * 2, -2, 2) for _ in range(4)]
+    for ident in samples:
+        for (offset, radius, size), (offset0, radius0, size0) in zip(socket(model.shape(ident)), rest):
+            scale = size / size0
+            # Lid and brow targets (bags, folds) reshape the socket around a still eyeball:
+            # a few millimetres, well under the eyeball's radius.
+            assert np.linalg.norm(offset - offset0 * scale) < 0.005
+            assert abs(radius / (radius0 * scale) - 1) < 0.25      # macro targets size eyes
+
+
+def test_eye_look_turns_the_eyeball(model):
+    look_in = np.zeros(52)
+    look_in[ARKIT_NAMES.index("eyeLookInLeft")] = 1.0
+    shape = model.shape(None, look_in)
+    (c0, r0, _), (c0r, _, _) = _eyeballs(model, model.mean)
+    (c1, r1, _), (c1r, _, _) = _eyeballs(model, shape)
+    assert np.linalg.norm(c1 - c0) < 0.0025 and abs(r1 / r0 - 1) < 0.05   # turns in place
+    np.testing.assert_allclose(c1r, c0r, atol=1e-6)           # the right eye does not move
+    left = model.regions["eyeballs"] & (model.mean[:, 0] > 0)
+    pupil = np.nonzero(left)[0][np.argmax(model.mean[left, 2])]
+    assert shape[pupil, 0] - model.mean[pupil, 0] < -0.002    # looks towards the nose
+
+
+def test_eyeballs_round_after_subdivision(model, fine):
+    for (_, radius, radii), (_, radius_fine, radii_fine) in zip(
+            _eyeballs(model, model.mean), _eyeballs(fine, fine.mean)):
+        assert abs(radius_fine / radius - 1) < 0.03
+        # As round as the coarse sphere (the targets make it a slight ellipsoid): no
+        # flattening at the cube corners of the quad sphere.
+        assert np.ptp(radii_fine) < np.ptp(radii) + 0.002 * radius
 
 
 def test_missing_or_corrupt_file_raises(tmp_path):

@@ -120,7 +120,7 @@ def test_bad_inputs_raise_engine_errors(tmp_path, astronaut_path):
     bogus.write_text("not an image")
     with pytest.raises(ImageReadError, match="notes.jpg"):
         reconstruct([bogus])
-    with pytest.raises(EngineError, match="one photo"):
-        reconstruct([astronaut_path, astronaut_path])
+    with pytest.raises(EngineError, match="at least one photo"):
+        reconstruct([])
     with pytest.raises(EngineError, match="quality"):
         ReconstructionOptions(quality="ultra")

