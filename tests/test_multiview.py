@@ -140,9 +140,9 @@ def multi_run(known_set, no_face_path):
     return photos, result, events
 
 
-@pytest.mark.xfail(strict=True, reason="known miss (issue 6): the mid-frequency fit still worsens "
-                   "the shape on these renders, so 3 views measure 2.42 mm vs 2.26 mm for the "
-                   "frontal view alone; remove this mark when the target is met")
+@pytest.mark.xfail(strict=True, reason="known miss (issue 6): the shared identity fitted to "
+                   "3-4 views is further from the truth than the frontal view's alone (measured "
+                   "2.00 mm vs 1.57 mm); remove this mark when the target is met")
 def test_multi_view_beats_the_frontal_photo_alone(known_set, multi_run):
     paths, truth, _ = known_set
     single = reconstruct([paths[0]], ReconstructionOptions(device="cpu"))
