@@ -29,9 +29,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
 PYTHON_VERSION = "3.11"  # Blender 4.2-5.0
-TORCH = "torch==2.13.0"  # the version the engine is tested with
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-RUNTIME = ("mediapipe==0.10.14", "pillow", "scipy", "tqdm")
+#: Runtime distributions, at the versions requirements.txt pins (the ones the tests run with);
+#: numpy is listed only so that the rest resolves against Blender's numpy 1.x, then dropped.
+RUNTIME_NAMES = ("mediapipe", "opencv-contrib-python", "pillow", "scipy", "tqdm", "numpy")
+
+
+def pinned(names: tuple[str, ...], requirements: Path = ROOT / "requirements.txt") -> list[str]:
+    """``name==version`` for each name, from the pins in ``requirements``."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    missing = [n for n in names if n not in pins]
+    if missing:
+        raise SystemExit(f"build.py: {requirements.name} pins no version of {', '.join(missing)}")
+    return [f"{n}=={pins[n]}" for n in names]
+
+
+TORCH = pinned(("torch",))[0]  # the version the engine is tested with
 # Distributions pulled in as dependencies but never imported at run time, or already in Blender.
 # `import mediapipe` imports matplotlib (drawing utils), so matplotlib and its deps stay; jax is
 # only used by mediapipe's model-maker tooling and sounddevice only by its audio tasks.
@@ -67,7 +85,7 @@ def download_wheels(platform: Platform, dest: Path, torch: bool) -> None:
             PYTHON_VERSION, "--dest", str(dest)]
     for tag in platform.pip_tags:
         base += ["--platform", tag]
-    subprocess.run(base + list(RUNTIME), check=True)
+    subprocess.run(base + pinned(RUNTIME_NAMES), check=True)
     if torch:
         index = ["--index-url", platform.torch_index, "--extra-index-url", "https://pypi.org/simple"] \
             if platform.torch_index else []
