@@ -11,6 +11,8 @@ from typing import Optional
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..geometry import similarity_transform
+
 
 @dataclass(frozen=True)
 class Similarity:
@@ -45,17 +47,8 @@ def fit_similarity(source: np.ndarray, target: np.ndarray,
     src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:
         raise ValueError(f"fit_similarity needs two [N>=3, 3] arrays, got {src.shape} and {dst.shape}")
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    s0, d0 = src - mu_s, dst - mu_d
-    cov = (d0 * w[:, None]).T @ s0
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rot = u @ fix @ vt
-    var_s = (w * (s0 ** 2).sum(1)).sum()
-    scale = float((sig * np.diag(fix)).sum() / var_s)
-    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+    scale, rot, shift = similarity_transform(src, dst, weights)
+    return Similarity(float(scale), rot, shift)
 
 
 @dataclass(frozen=True)
