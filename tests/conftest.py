@@ -29,3 +29,16 @@ def no_face_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("photos") / "coffee.jpg"
     Image.fromarray(data.coffee()).save(path, quality=95)
     return str(path)
+
+
+@pytest.fixture
+def registered_extension():
+    """An empty Blender scene with the development copy of the extension registered."""
+    import bpy
+
+    import hrn_blender
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    hrn_blender.register()
+    yield
+    hrn_blender.unregister()

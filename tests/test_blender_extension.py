@@ -15,12 +15,7 @@ from hrn_blender.engine_api import ENGINE_PARENT  # noqa: E402
 from hrn_blender.worker import EngineRun, ReconstructionRequest, parse_event  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def blender():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    hrn_blender.register()
-    yield
-    hrn_blender.unregister()
+pytestmark = pytest.mark.usefixtures("registered_extension")
 
 
 def test_register_unregister_round_trip():

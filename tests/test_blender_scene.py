@@ -14,7 +14,6 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import hrn_blender  # noqa: E402
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from engine.conventions import model_to_blender  # noqa: E402
 from engine.result import displacement_scale  # noqa: E402
@@ -29,12 +28,7 @@ def result():
     return make_synthetic_result()
 
 
-@pytest.fixture(autouse=True)
-def blender():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    hrn_blender.register()
-    yield
-    hrn_blender.unregister()
+pytestmark = pytest.mark.usefixtures("registered_extension")
 
 
 @pytest.fixture
