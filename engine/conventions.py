@@ -68,11 +68,3 @@ def _torch_stack(items, dim):
     import torch
 
     return torch.stack(items, dim)
-
-
-def uv_to_texel(uv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """UV coordinates ``[..., 2]`` to continuous texel coordinates (col, row) of an
-    ``[H, W]`` map stored top row first, where integer + 0.5 is a texel centre."""
-    h, w = size
-    uv = np.asarray(uv)
-    return np.stack([uv[..., 0] * w, (1.0 - uv[..., 1]) * h], -1)

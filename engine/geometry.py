@@ -16,13 +16,6 @@ def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     return eye + torch.sin(theta) * kx + (1.0 - torch.cos(theta)) * (kx @ kx)
 
 
-def matrix_to_axis_angle(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrix ``[3, 3]`` -> axis-angle ``[3]`` (radians)."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(rot).as_rotvec()
-
-
 def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):
     """Umeyama: ``dst ≈ s * R @ src + t`` for point sets ``[N, 3]``.
 
