@@ -13,6 +13,7 @@ Exit code 130 after a cancel (Ctrl-C / SIGINT), 2 after an error the user can fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -36,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                    "one person are fitted together (shared shape, per-photo pose and lighting)")
     r.add_argument("--example", choices=EXAMPLES,
                    help="use a photo that ships with scikit-image instead of your own")
-    r.add_argument("--out", help="output folder (created; files of the same names are replaced)")
+    r.add_argument("--out", help="output folder (created; files of the same names are replaced); "
+                   "checked for writing before the reconstruction starts")
+    r.add_argument("--face-index", type=_face_index, metavar="N",
+                   help="in photos with several faces, use face N, counting from 0 left to right "
+                        "(by the centre of each face); applies to every photo given. Default: the "
+                        "largest face. The warning about several faces lists them with their N")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--quality", choices=("fast", "high"), default="fast")
     r.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
@@ -46,6 +52,34 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--blend", help="also build the Blender scene and save it to this .blend file")
     r.add_argument("--render", help="with --blend: render the scene with Cycles to this PNG")
     return p
+
+
+def _face_index(text: str) -> int:
+    """argparse type of --face-index: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a face number 0, 1, 2, ..., got {text!r}")
+    return value
+
+
+def _check_output_folder(out: Path) -> None:
+    """Fail now, not after minutes of work, when ``out`` cannot be created or written to.
+    Leaves no trace: folders made for the check are removed again (``save`` makes them)."""
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise EngineError(f"Cannot write to the output folder {str(out)!r}: {err.strerror or err}. "
+                          "Choose a folder you can write to with --out.") from err
+    finally:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 class _Reporter:
@@ -102,12 +136,14 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
     if args.render and not args.blend:
         raise EngineError("--render needs --blend (the scene to render).")
     out = Path(args.out or (Path(args.photos[0]).stem + "_hrn" if args.photos else f"{args.example}_hrn"))
+    _check_output_folder(out)
     with tempfile.TemporaryDirectory() as tmp:
         photos = [Path(p) for p in args.photos]
         if args.example:
             photos.append(_example_photo(args.example, Path(tmp)))
         options = ReconstructionOptions(device=args.device, quality=args.quality,
-                                        weights_dir=Path(args.weights) if args.weights else None)
+                                        weights_dir=Path(args.weights) if args.weights else None,
+                                        face_index=args.face_index)
         result = reconstruct(photos, options, progress=rep.progress)
         rep.close()
         for message in result.warnings:

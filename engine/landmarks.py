@@ -1,6 +1,6 @@
 """Face detection and 478-point face landmarks with the MediaPipe models bundled in its wheel.
 
-Two steps, both offline (the ``.tflite`` graphs ship inside the ``mediapipe`` package):
+Three steps, all offline (the ``.tflite`` graphs ship inside the ``mediapipe`` package):
 
 1. **Find faces** with MediaPipe Face Detection over a coarse-to-fine window pyramid. Level 0
    is the whole image, searched with both models: the short-range one (faces filling 15-100 %
@@ -13,9 +13,13 @@ Two steps, both offline (the ``.tflite`` graphs ship inside the ``mediapipe`` pa
    Windows are downscaled to :data:`_DETECT_SIDE` px before detection, so a 12-megapixel
    photo costs a few hundred milliseconds at worst.
 2. **Landmarks** with MediaPipe Face Mesh (``refine_landmarks=True``: 468 mesh points plus
-   5 per iris) on a square crop :data:`CROP_SCALE` times the chosen face's box, so small
-   faces in big photos get the full model resolution. Points are mapped back to full-image
-   pixels.
+   5 per iris) on a square crop :data:`CROP_SCALE` times each face's box, so small faces in
+   big photos get the full model resolution. Points are mapped back to full-image pixels. A
+   detection Face Mesh cannot place landmarks on is a false positive and is dropped.
+3. **Choose one face**: the largest, or the one the caller names by index. Faces are
+   numbered from 0, **left to right** by the centre of their detector box (the order a user
+   sees them in). A face narrower than :data:`MIN_FACE_PX` is refused
+   (:class:`FaceTooSmallError`) rather than reconstructed poorly.
 
 Left and right: MediaPipe's, and therefore this module's, ``LEFT``/``RIGHT`` mean the
 **subject's** left and right. In an ordinary (unmirrored) photo of a person facing the
@@ -40,6 +44,15 @@ from PIL import Image
 from .errors import NoFaceError
 from .image_io import Photo
 
+
+class FaceTooSmallError(NoFaceError):
+    """The chosen face is narrower than :data:`MIN_FACE_PX`."""
+
+
+class FaceIndexError(NoFaceError):
+    """The face index asked for is not one of the faces found."""
+
+
 #: Number of points :func:`detect_landmarks` returns: 468 mesh + 2 x 5 iris.
 NUM_POINTS = 478
 
@@ -51,6 +64,15 @@ MIN_WINDOW_PX = 512
 CROP_SCALE = 1.8
 #: Minimum detector confidence for a face.
 MIN_SCORE = 0.5
+#: Narrowest face reconstructed, px: width of the face oval (cheek to cheek, from the
+#: landmarks; about the detector box's width for a frontal face). Measured on the astronaut
+#: photo downscaled (Lanczos, bilinear, box): the median landmark error, as a fraction of the
+#: eye distance, is 0.8-1.0 % at 44-60 px, 1.1-1.5 % at 40 px, 1.7-1.9 % at 32 px, 2.3 % at
+#: 28 px, 3 % at 24 px and 4-5 % at 15-20 px (detection itself still succeeds there), and
+#: a 40 px face already gives the 256 px photometric fit 6x upsampled pixels. Faces this
+#: small are found in photos up to ~700 px (searched whole); in larger ones the window search
+#: is only sure to find faces of ~100 px (60-70 px ones were found on 1000-4000 px canvases).
+MIN_FACE_PX = 40
 
 # Windows are resized to at most this side before detection (the models' inputs are 128 and
 # 192 px; our antialiased resize is better than MediaPipe's internal bilinear one).
@@ -128,15 +150,21 @@ class FaceLandmarks:
     """Things the user should know (e.g. other faces that were ignored)."""
 
 
-def detect_landmarks(photo: Photo) -> FaceLandmarks:
-    """Find the largest face in ``photo`` and its 478 landmarks.
+def detect_landmarks(photo: Photo, face_index: int | None = None) -> FaceLandmarks:
+    """Find the faces in ``photo`` and return the 478 landmarks of one of them.
 
-    When several faces are found, the one with the largest detector box is used and a
-    warning says how many others were ignored. Deterministic: the same pixels give the same
-    result.
+    Args:
+        photo: the photo.
+        face_index: None = the face with the largest detector box; N = face N, counting
+            from 0 **left to right** by the centre of the detector box. When several faces
+            are found, a warning lists them with their index and width.
+
+    Deterministic: the same pixels give the same result.
 
     Raises:
         NoFaceError: no face was found, or none for which Face Mesh could place landmarks.
+        FaceIndexError: ``face_index`` is negative or not below the number of faces found.
+        FaceTooSmallError: the chosen face is narrower than :data:`MIN_FACE_PX`.
     """
     u8 = (photo.rgb * 255.0 + 0.5).astype(np.uint8)
     height, width = u8.shape[:2]
@@ -145,21 +173,51 @@ def detect_landmarks(photo: Photo) -> FaceLandmarks:
         with warnings.catch_warnings():
             # protobuf's GetPrototype deprecation, raised inside MediaPipe on every call.
             warnings.simplefilter("ignore", UserWarning)
-            faces = _find_faces(u8, detector_short, detector_full)
-            # A detection Face Mesh cannot place landmarks on is a false positive: try the next.
-            meshed = ((box, score, _mesh_points(u8, box, mesh)) for box, score in faces)
-            box, score, points = next((m for m in meshed if m[2] is not None), (None, 0.0, None))
-    if points is None:
+            found = _find_faces(u8, detector_short, detector_full)
+            meshed = [(box, score, _mesh_points(u8, box, mesh)) for box, score in found]
+    # Largest box first (as _find_faces gives them), then numbered left to right.
+    faces = [m for m in meshed if m[2] is not None]
+    if not faces:
         raise NoFaceError(
             f"No face found in {photo.path!r}. Use a photo where the face is clearly visible, "
-            "at least ~100 px wide, well lit and not covered by hair, hands or sunglasses.")
+            f"at least {MIN_FACE_PX} px wide (in photos over ~1000 px, about 100 px, or crop the "
+            "photo around the face), well lit and not covered by hair, hands or sunglasses.")
+    centres = [(box[0] + box[2]) / 2.0 for box, _, _ in faces]
+    order = sorted(range(len(faces)), key=centres.__getitem__)  # order[index] = position in faces
+    if face_index is None:
+        chosen = 0
+    elif 0 <= face_index < len(faces):
+        chosen = order[face_index]
+    else:
+        raise FaceIndexError(
+            f"Face index {face_index} was asked for, but {photo.path!r} has {len(faces)} "
+            f"face{'s' if len(faces) > 1 else ''}, numbered 0 to {len(faces) - 1} from left to "
+            "right. Give one of those, or no index to use the largest face.")
+    box, score, points = faces[chosen]
+    face_px = face_width_px(points)
+    if face_px < MIN_FACE_PX:
+        raise FaceTooSmallError(
+            f"The face in {photo.path!r} is {face_px:.0f} px wide; the minimum is {MIN_FACE_PX} px "
+            "(smaller faces hold too few pixels for a good reconstruction). Use a larger or "
+            "closer photo of the face.")
     notes = ()
     if len(faces) > 1:
         others = len(faces) - 1
-        notes = (f"{len(faces)} faces found in {photo.path!r}; using the largest and ignoring "
-                 f"{others} other face{'s' if others > 1 else ''}.",)
+        listing = "; ".join(f"{n}: {face_width_px(faces[i][2]):.0f} px wide, centre x = {centres[i]:.0f}"
+                            for n, i in enumerate(order))
+        which = "the largest" if face_index is None else "as asked"
+        notes = (f"{len(faces)} faces found in {photo.path!r}; using face {order.index(chosen)} "
+                 f"({which}) and ignoring {others} other face{'s' if others > 1 else ''}. Faces "
+                 f"by index, numbered from 0 left to right: {listing}. To use another, give its "
+                 "index as the face index (--face-index N on the command line).",)
     return FaceLandmarks(points=points, box=tuple(float(v) for v in box), score=float(score),
                          image_size=(width, height), warnings=notes)
+
+
+def face_width_px(points: np.ndarray) -> float:
+    """Width in px of the face oval (cheek to cheek) of ``points`` ``[478, 2|3]``
+    (:attr:`FaceLandmarks.points`): the face size :data:`MIN_FACE_PX` is compared with."""
+    return float(np.ptp(points[CONTOUR, 0]))
 
 
 _lock = threading.Lock()

@@ -69,12 +69,15 @@ class ReconstructionOptions:
         head_model: path of a head model .npz; None = the built-in model.
         weights_dir: folder of the official HRN release (single photo only, through
             engine.hrn_official); None = the built-in offline model.
+        face_index: which face to use in photos with several: None = the largest; N = face N
+            counting from 0 left to right (engine.landmarks.detect_landmarks); every photo.
     """
 
     device: str = "auto"
     quality: str = "fast"
     head_model: Optional[Path] = None
     weights_dir: Optional[Path] = None
+    face_index: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -191,11 +194,11 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
         photo = load_photo(path)
         prog.update(stage_name("Detecting face", k, count))
         try:
-            landmarks = detect_landmarks(photo)
-        except NoFaceError:
+            landmarks = detect_landmarks(photo, options.face_index)
+        except NoFaceError as err:
             if count == 1:
                 raise
-            skipped[k] = f"No face found in {photo.path!r}; this photo was skipped."
+            skipped[k] = f"{err} This photo was skipped."
             notes.append(skipped[k])
             continue
         notes.extend(landmarks.warnings)
@@ -244,8 +247,8 @@ def _reconstruct_official(photos, options: ReconstructionOptions, progress) -> F
     from .hrn_official.reconstruct import reconstruct_official
 
     photo = load_photo(photos[0])
-    return reconstruct_official(photo, detect_landmarks(photo), options.weights_dir,
-                                resolve_device(options.device), progress)
+    return reconstruct_official(photo, detect_landmarks(photo, options.face_index),
+                                options.weights_dir, resolve_device(options.device), progress)
 
 
 def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: QualitySettings,

@@ -20,8 +20,12 @@ Conventions (axes, units, UV origin) are those of :mod:`engine.conventions`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +33,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import exr
-from .errors import ModelFilesError
+from .errors import EngineError, ModelFilesError
 
 FORMAT_VERSION = 1
 
@@ -99,6 +103,9 @@ class ViewRecord:
         expression: ``[Ke]`` float32 expression weights of this view.
         sh_lighting: ``[9, 3]`` float32 second-order SH lighting (9 coefficients per RGB channel).
         landmarks: ``[478, 2]`` float32 detected MediaPipe landmarks in image pixels, or empty.
+        displacement_map: ``[H, W]`` float32 high-frequency displacement fitted to this photo
+            alone (UV space, metres along the normal, + outward, same layout as
+            ``FaceReconstruction.displacement_map``), or ``[0, 0]`` when not stored.
         note: human-readable remark (why skipped, warnings).
     """
 
@@ -108,7 +115,11 @@ class ViewRecord:
     expression: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     sh_lighting: np.ndarray = field(default_factory=lambda: np.zeros((9, 3), np.float32))
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    displacement_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     note: str = ""
+
+    # Arrays saved in view_<index>.npz (used views only); load passes them back by name.
+    _ARRAYS = ("expression", "sh_lighting", "landmarks", "displacement_map")
 
 
 @dataclass(frozen=True)
@@ -201,11 +212,14 @@ class FaceReconstruction:
         """Write the reconstruction into ``directory`` (created if needed). Returns the path.
 
         Existing files of the same names in the directory are replaced; nothing else there is
-        touched.
+        touched. All files are first written into a hidden staging folder inside
+        ``directory`` and renamed into place only once every one was written, so a failed
+        save (disk full, permissions, an exception) leaves any earlier result as it was.
+
+        Raises:
+            EngineError: the directory cannot be created or written; the message names it.
         """
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "arrays.npz", **{k: getattr(self, k) for k in self._ARRAYS})
         encoded, scale = encode_displacement(self.displacement_map)
         meta = {
             "format": "hrn-blender-face-reconstruction",
@@ -227,23 +241,48 @@ class FaceReconstruction:
                 "arrays": "arrays.npz",
             },
         }
-        (out / "reconstruction.json").write_text(json.dumps(meta, indent=2))
-        for i, vw in enumerate(self.views):
-            if vw.used:
-                np.savez_compressed(out / f"view_{i}.npz", expression=vw.expression,
-                                    sh_lighting=vw.sh_lighting, landmarks=vw.landmarks)
-        write_obj(out / "coarse.obj", self.vertices, self.faces, self.uvs, self.face_uvs, "head.mtl")
-        write_obj(out / "detailed.obj", self.detailed_vertices, self.faces, self.uvs, self.face_uvs,
-                  "head.mtl")
-        (out / "head.mtl").write_text(
-            "newmtl head\nKd 1.0 1.0 1.0\nKa 0.0 0.0 0.0\nKs 0.0 0.0 0.0\nillum 1\nmap_Kd albedo.png\n")
-        from PIL import Image
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            # Inside `out`, so the final renames stay on one file system.
+            stage = Path(tempfile.mkdtemp(prefix=".hrn-saving-", dir=out))
+        except OSError as err:
+            raise EngineError(f"Cannot write the result to the folder {str(out)!r}: "
+                              f"{err.strerror or err}. Choose a folder you can write to.") from err
+        try:
+            np.savez_compressed(stage / "arrays.npz", **{k: getattr(self, k) for k in self._ARRAYS})
+            (stage / "reconstruction.json").write_text(json.dumps(meta, indent=2))
+            for i, vw in enumerate(self.views):
+                if vw.used:
+                    np.savez_compressed(stage / f"view_{i}.npz",
+                                        **{k: getattr(vw, k) for k in vw._ARRAYS})
+            write_obj(stage / "coarse.obj", self.vertices, self.faces, self.uvs, self.face_uvs,
+                      "head.mtl")
+            write_obj(stage / "detailed.obj", self.detailed_vertices, self.faces, self.uvs,
+                      self.face_uvs, "head.mtl")
+            (stage / "head.mtl").write_text("newmtl head\nKd 1.0 1.0 1.0\nKa 0.0 0.0 0.0\n"
+                                            "Ks 0.0 0.0 0.0\nillum 1\nmap_Kd albedo.png\n")
+            from PIL import Image
 
-        Image.fromarray(to_uint8(self.albedo)).save(out / "albedo.png")
-        Image.fromarray(to_uint8(self.albedo_confidence)).save(out / "albedo_confidence.png")
-        Image.fromarray(np.clip(np.round(encoded * 65535), 0, 65535).astype(np.uint16)).save(
-            out / "displacement.png")
-        exr.write_exr(out / "deformation.exr", self.deformation_map)
+            Image.fromarray(to_uint8(self.albedo)).save(stage / "albedo.png")
+            Image.fromarray(to_uint8(self.albedo_confidence)).save(stage / "albedo_confidence.png")
+            Image.fromarray(np.clip(np.round(encoded * 65535), 0, 65535).astype(np.uint16)).save(
+                stage / "displacement.png")
+            exr.write_exr(stage / "deformation.exr", self.deformation_map)
+            # reconstruction.json last: until it is in place, a reader sees the old result.
+            for name in sorted(os.listdir(stage), key=lambda n: n == "reconstruction.json"):
+                os.replace(stage / name, out / name)
+            stage.rmdir()
+        except BaseException as err:
+            shutil.rmtree(stage, ignore_errors=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # the folder this save made, if still empty
+            if isinstance(err, OSError):
+                raise EngineError(f"Cannot write the result to the folder {str(out)!r}: "
+                                  f"{err.strerror or err}. Choose a folder you can write to, "
+                                  "with free space.") from err
+            raise
         return out
 
     @classmethod

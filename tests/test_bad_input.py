@@ -1,0 +1,199 @@
+"""Bad input the user can act on: several faces (choosing one by index), a face too small to
+reconstruct, and an output folder that cannot be written. Real MediaPipe models, real files,
+real CLI runs (each stops before any fitting)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import exr
+from engine.errors import EngineError, NoFaceError
+from engine.image_io import load_photo, photo_from_array
+from engine.landmarks import (MIN_FACE_PX, FaceIndexError, FaceTooSmallError, detect_landmarks,
+                              face_width_px)
+from engine.result import FaceReconstruction
+
+from synthetic_result import make_synthetic_result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> tuple[int, list[dict], str]:
+    done = subprocess.run([sys.executable, "-m", "engine", "reconstruct", *args, "--progress", "jsonl"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, events, done.stderr
+
+
+def _scaled(rgb: np.ndarray, side: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((side, side), Image.LANCZOS))
+
+
+@pytest.fixture(scope="module")
+def astronaut(astronaut_path):
+    return detect_landmarks(load_photo(astronaut_path))
+
+
+# ----------------------------------------------------------------------------- several faces
+@pytest.fixture(scope="module")
+def pair(astronaut_rgb):
+    """A small astronaut (320 px) on the left and the full-size one on the right: the index
+    order (left to right) differs from the size order (largest first)."""
+    canvas = np.full((600, 1000, 3), 128, np.uint8)
+    canvas[100:420, 0:320] = _scaled(astronaut_rgb, 320)
+    canvas[40:552, 450:962] = astronaut_rgb
+    return photo_from_array(canvas, "pair.jpg")
+
+
+def test_face_index_counts_left_to_right(pair, astronaut):
+    left = detect_landmarks(pair, face_index=0)
+    right = detect_landmarks(pair, face_index=1)
+    largest = detect_landmarks(pair)
+    small = astronaut.points[:, :2] * (320 / 512) + [0, 100]
+    assert np.median(np.abs(left.points[:, :2] - small)) < 2.0
+    assert np.median(np.abs(right.points[:, :2] - (astronaut.points[:, :2] + [450, 40]))) < 2.0
+    assert np.array_equal(largest.points, right.points)     # default: the largest face
+
+
+def test_several_faces_warning_lists_the_indices(pair, astronaut):
+    (default,) = detect_landmarks(pair).warnings
+    assert "2 faces found in 'pair.jpg'" in default and "using face 1 (the largest)" in default
+    # Both faces with their index and width, so the user knows what to pass.
+    listed = {int(i): float(w) for i, w in re.findall(r"(\d+): (\d+) px wide", default)}
+    width = face_width_px(astronaut.points)
+    assert listed.keys() == {0, 1} and "--face-index" in default
+    assert listed[0] == pytest.approx(width * 320 / 512, abs=3) and listed[1] == pytest.approx(width, abs=3)
+    (chosen,) = detect_landmarks(pair, face_index=0).warnings
+    assert "using face 0 (as asked)" in chosen
+
+
+@pytest.mark.parametrize("index", [2, -1])
+def test_face_index_out_of_range(pair, index):
+    with pytest.raises(FaceIndexError) as info:
+        detect_landmarks(pair, face_index=index)
+    message = str(info.value)
+    assert f"Face index {index}" in message and "has 2 faces" in message
+    assert "0 to 1" in message and "pair.jpg" in message
+    assert isinstance(info.value, NoFaceError)  # callers that skip faceless photos skip it too
+
+
+def test_cli_face_index(astronaut_path, tmp_path):
+    out = tmp_path / "out"
+    code, events, _ = run_cli(astronaut_path, "--face-index", "1", "--out", str(out))
+    assert code == 2 and events[-1]["event"] == "error" and events[-1]["kind"] == "FaceIndexError"
+    assert "has 1 face," in events[-1]["message"]
+    assert not out.exists()                                 # the output check left no trace
+    # Not a face number: argparse refuses it before anything runs.
+    done = subprocess.run([sys.executable, "-m", "engine", "reconstruct", astronaut_path,
+                           "--face-index", "-1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "face number" in done.stderr
+
+
+# ----------------------------------------------------------------------------- face size
+def test_minimum_face_size(astronaut_rgb, astronaut):
+    per_px = face_width_px(astronaut.points) / 512  # face width per px of the photo's side
+    too_small = round(0.8 * MIN_FACE_PX / per_px)
+    with pytest.raises(FaceTooSmallError) as info:
+        detect_landmarks(photo_from_array(_scaled(astronaut_rgb, too_small), "tiny.png"))
+    message = str(info.value)
+    said = float(re.search(r"is (\d+) px wide", message).group(1))
+    assert said == pytest.approx(0.8 * MIN_FACE_PX, abs=2)
+    assert f"the minimum is {MIN_FACE_PX} px" in message and "tiny.png" in message
+    assert isinstance(info.value, NoFaceError)
+    # A little above the minimum: accepted, with landmarks close to the full-size ones.
+    side = round(1.2 * MIN_FACE_PX / per_px)
+    found = detect_landmarks(photo_from_array(_scaled(astronaut_rgb, side), "small.png"))
+    assert face_width_px(found.points) >= MIN_FACE_PX
+    eyes = np.abs(astronaut.points[33, 0] - astronaut.points[263, 0]) * side / 512
+    err = np.linalg.norm(found.points[:, :2] - astronaut.points[:, :2] * side / 512, axis=1)
+    assert np.median(err) < 0.03 * eyes
+
+
+def test_no_face_message_quotes_the_minimum(no_face_path):
+    with pytest.raises(NoFaceError) as info:
+        detect_landmarks(load_photo(no_face_path))
+    assert f"at least {MIN_FACE_PX} px wide" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- output folder
+def test_cli_refuses_an_unwritable_output_before_working(astronaut_path, tmp_path):
+    blocker = tmp_path / "somefile.txt"
+    blocker.write_text("a file, not a folder")
+    code, events, _ = run_cli(astronaut_path, "--out", str(blocker / "out"))
+    assert code == 2
+    assert [e["event"] for e in events] == ["error"]        # not one progress event before it
+    assert events[0]["kind"] == "EngineError" and "output folder" in events[0]["message"]
+    assert str(blocker / "out") in events[0]["message"]
+    assert blocker.read_text() == "a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_cli_refuses_a_read_only_output(astronaut_path, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, events, _ = run_cli(astronaut_path, "--out", str(locked / "result"))
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and [e["event"] for e in events] == ["error"]
+    assert "Permission denied" in events[0]["message"]
+    assert list(locked.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def result() -> FaceReconstruction:
+    return make_synthetic_result(n=4, map_size=16)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_save_replaces_its_files_and_keeps_the_users(result, tmp_path):
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "albedo.png").write_text("an old, broken albedo")
+    result.save(out)
+    assert (out / "notes.txt").read_text() == "mine"
+    Image.open(out / "albedo.png").verify()
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.startswith(".")]      # no staging folder left behind
+    assert {"reconstruction.json", "arrays.npz", "coarse.obj", "deformation.exr"} <= names
+    FaceReconstruction.load(out)
+
+
+def test_save_to_an_unwritable_folder(result, tmp_path):
+    blocker = tmp_path / "somefile.txt"
+    blocker.write_text("x")
+    with pytest.raises(EngineError, match="somefile.txt"):
+        result.save(blocker / "out")
+
+
+def test_failed_save_leaves_the_earlier_result_untouched(result, tmp_path, monkeypatch):
+    out = tmp_path / "result"
+    make_synthetic_result(n=3, map_size=8).save(out)
+    (out / "notes.txt").write_text("mine")
+    before = _contents(out)
+
+    def disk_full(path, image):  # the last file written: everything else is already staged
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(exr, "write_exr", disk_full)
+    with pytest.raises(EngineError, match="No space left"):
+        result.save(out)
+    assert _contents(out) == before                         # same names, same bytes
+    # A new folder the failed save made is removed again.
+    with pytest.raises(EngineError):
+        result.save(tmp_path / "new" / "result")
+    assert (tmp_path / "new").exists() and not (tmp_path / "new" / "result").exists()
