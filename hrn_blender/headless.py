@@ -15,16 +15,17 @@ from typing import Optional, Sequence
 import bpy
 
 from .engine_api import errors, result as engine_result
+from .scene import views
 from .scene.build import build_head
-from .scene.camera import use_camera
 
 
 def build_scene(result: "engine_result.FaceReconstruction", name: str = "Head",
                 photo: Optional[str] = None) -> bpy.types.Object:
-    """Add the head to the current scene, look through its camera and light it if unlit."""
+    """Add the head to the current scene, look through its reference camera and light it if
+    unlit."""
     scene = bpy.context.scene
     head = build_head(result, name, scene.collection, photo=photo)
-    use_camera(scene, next(c for c in head.children if c.type == "CAMERA"), result.camera)
+    views.use_view(scene, views.reference_camera(head))
     if scene.world is None:
         add_studio_light(scene, head)
     return head

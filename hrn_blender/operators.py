@@ -1,6 +1,5 @@
-"""Operators: reconstruct (modal in the UI, blocking in background/scripts), cancel, and the
-reference-photo list editing."""
-import os
+"""Operators: reconstruct (modal in the UI, blocking in background/scripts), cancel, the
+reference-photo list editing, and switching the view to one photo's camera."""
 from pathlib import Path
 from typing import Optional
 
@@ -104,8 +103,8 @@ class HRN_OT_reconstruct(bpy.types.Operator):
     def _finish(self, context: bpy.types.Context, final) -> set[str]:
         """Build the scene after ``done``; report errors. The scene is only touched on success."""
         from .engine_api import errors, result
+        from .scene import views
         from .scene.build import build_head
-        from .scene.camera import use_camera
 
         try:
             if final.event == "error":
@@ -117,14 +116,14 @@ class HRN_OT_reconstruct(bpy.types.Operator):
             except errors.EngineError as err:
                 self.report({"ERROR"}, str(err))
                 return {"CANCELLED"}
-            head = build_head(reconstruction, Path(self._photo).stem, context.scene.collection,
-                              photo=self._photo if os.path.isfile(self._photo) else None)
-            camera = next(child for child in head.children if child.type == "CAMERA")
+            # Each camera shows its view's photo: the paths the engine was given, made absolute.
+            head = build_head(reconstruction, Path(self._photo).stem, context.scene.collection)
+            camera = views.reference_camera(head)
             if context.scene.camera is None:
-                use_camera(context.scene, camera, reconstruction.camera)
+                views.use_view(context.scene, camera)
             else:
-                self.report({"INFO"}, f"Added '{camera.name}'; make it the active camera to see "
-                                      "the head over the photo.")
+                self.report({"INFO"}, f"Added '{camera.name}'; use HRN > Views (or make it the "
+                                      "active camera) to see the head over the photo.")
             for obj in context.view_layer.objects.selected:
                 obj.select_set(False)
             head.select_set(True)
@@ -215,6 +214,28 @@ class HRN_OT_reference_move(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class HRN_OT_use_view(bpy.types.Operator):
+    """Look through this photo's camera: the head over the photo, posed with its expression"""
+
+    bl_idname = "hrn.use_view"
+    bl_label = "Use View"
+    bl_options = {"REGISTER", "UNDO"}
+
+    camera: bpy.props.StringProperty(
+        name="Camera", description="View camera of a head (default: the active object)")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from .scene import views
+
+        camera = bpy.data.objects.get(self.camera) if self.camera else context.object
+        if not views.is_view_camera(camera):
+            what = f"'{self.camera}'" if self.camera else "The active object"
+            self.report({"ERROR"}, f"{what} is not the camera of an HRN head's photo.")
+            return {"CANCELLED"}
+        views.use_view(context.scene, camera)
+        return {"FINISHED"}
+
+
 def _device(context: bpy.types.Context) -> str:
     device = context.scene.hrn.device
     if device == "DEFAULT":
@@ -239,4 +260,4 @@ def _redraw(context: bpy.types.Context) -> None:
 
 
 classes = (HRN_OT_reconstruct, HRN_OT_cancel, HRN_OT_reference_add, HRN_OT_reference_remove,
-           HRN_OT_reference_move)
+           HRN_OT_reference_move, HRN_OT_use_view)

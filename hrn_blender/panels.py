@@ -1,11 +1,12 @@
-"""The "HRN" tab of the 3D viewport sidebar: reconstruction settings and the detail sliders."""
+"""The "HRN" tab of the 3D viewport sidebar: reconstruction settings, the detail sliders and
+the photo views of the selected head."""
 import os
 
 import bpy
 import bpy.utils.previews
 
 from .preferences import get_preferences
-from .scene import controls
+from .scene import controls, views
 
 _previews = None  # photo thumbnails; a preview collection adds no data-blocks to the file
 
@@ -81,6 +82,43 @@ class HRN_PT_detail(bpy.types.Panel):
         layout.prop(obj, f'["{controls.ALBEDO_TINT}"]', text="Albedo Tint")
 
 
+class HRN_PT_views(bpy.types.Panel):
+    """One button per photo of the selected head (or of its camera): looks through that photo's
+    camera with the head posed as in it; arrows step to the previous / next photo."""
+
+    bl_idname = "HRN_PT_views"
+    bl_label = "Views"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HRN"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return views.head_of(context.object) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        cameras = views.view_cameras(views.head_of(context.object))
+        if not cameras:
+            layout.label(text="This head has no photo cameras left")
+            return
+        current = cameras.index(context.scene.camera) if context.scene.camera in cameras else -1
+        row = layout.row(align=True)
+        back = row.row(align=True)
+        back.enabled = current > 0
+        back.operator("hrn.use_view", icon="TRIA_LEFT", text="").camera = cameras[max(current - 1, 0)].name
+        row.label(text=f"Photo {current + 1} of {len(cameras)}" if current >= 0 else
+                  f"{len(cameras)} photos (none in use)")
+        forward = row.row(align=True)
+        forward.enabled = current < len(cameras) - 1
+        forward.operator("hrn.use_view", icon="TRIA_RIGHT",
+                         text="").camera = cameras[min(current + 1, len(cameras) - 1)].name
+        col = layout.column(align=True)
+        for i, cam in enumerate(cameras):
+            col.operator("hrn.use_view", text=cam[views.VIEW_LABEL], icon="OUTLINER_OB_CAMERA",
+                         depress=i == current).camera = cam.name
+
+
 def _draw_preview(layout: bpy.types.UILayout, path: str) -> None:
     if _previews is None or not os.path.isfile(path):
         return
@@ -100,4 +138,4 @@ def close_previews() -> None:
         _previews = None
 
 
-classes = (HRN_UL_references, HRN_PT_reconstruct, HRN_PT_detail)
+classes = (HRN_UL_references, HRN_PT_reconstruct, HRN_PT_detail, HRN_PT_views)

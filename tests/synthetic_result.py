@@ -7,6 +7,9 @@ deltas. It exercises every field of the result type; it must never be shown as a
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 
 from engine.result import Camera, FaceReconstruction, ViewRecord
@@ -83,6 +86,58 @@ def make_synthetic_result(n: int = 18, map_size: int = 256, photo_path: str = ""
         metadata={"head_model": "synthetic test data (tests/synthetic_result.py), not a reconstruction"},
         warnings=("Synthetic test data.",),
     )
+
+
+#: Per view of make_multiview_result: (yaw degrees, image size, {expression name: weight}).
+MULTIVIEW_POSES = (
+    (20.0, (192, 160), {"jawOpen": 0.3}),
+    (-30.0, (160, 192), {"eyeBlinkLeft": 0.8}),
+    (0.0, (200, 150), {"jawOpen": 0.6, "mouthSmileLeft": 0.5}),
+)
+
+
+def make_multiview_result(photo_paths: Sequence[str], reference: int = 0,
+                          unused_photo: str = "") -> FaceReconstruction:
+    """make_synthetic_result seen in the photos ``photo_paths`` (one per MULTIVIEW_POSES entry),
+    as the multi-view pipeline reports it: the head wears the ``reference`` view's expression
+    and ``camera`` is that view's. ``unused_photo``, if given, is appended as a skipped view."""
+    base = make_synthetic_result()
+    views = []
+    for path, (yaw_deg, (w, h), weights) in zip(photo_paths, MULTIVIEW_POSES):
+        yaw = np.radians(yaw_deg)
+        rotation = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+        camera = Camera(rotation=rotation, translation=np.array([0.005, -0.01, -0.55]),
+                        focal_px=1.8 * w, principal_px=(w / 2 - 3.0, h / 2 + 5.0), image_size=(w, h))
+        expression = np.zeros(len(ARKIT_NAMES), np.float32)
+        for name, weight in weights.items():
+            expression[ARKIT_NAMES.index(name)] = weight
+        displacement = base.displacement_map * (1.0 + 0.1 * len(views))
+        views.append(ViewRecord(image_path=path, used=True, camera=camera, expression=expression,
+                                sh_lighting=base.sh_lighting, displacement_map=displacement))
+    if unused_photo:
+        views.append(ViewRecord(image_path=unused_photo, used=False, note="No face found."))
+    ref = views[reference]
+    posed = base.vertices + np.tensordot(ref.expression, base.expression_deltas, axes=1)
+    return base.replace(vertices=posed.astype(np.float32), camera=ref.camera,
+                        expression=ref.expression, views=tuple(views),
+                        metadata={**base.metadata, "reference_view": reference})
+
+
+#: Colour (8-bit RGB) of the photo that write_view_photos writes for each view.
+VIEW_COLOURS = ((230, 40, 40), (40, 200, 60), (50, 70, 220))
+
+
+def write_view_photos(directory: Path) -> list[str]:
+    """Plain-colour PNG "photos" of each MULTIVIEW_POSES size (VIEW_COLOURS), named
+    ``view_<i>.png``; returns their paths."""
+    from PIL import Image
+
+    paths = []
+    for i, ((_, (w, h), _), colour) in enumerate(zip(MULTIVIEW_POSES, VIEW_COLOURS)):
+        path = Path(directory) / f"view_{i}.png"
+        Image.fromarray(np.full((h, w, 3), colour, np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -56,6 +56,49 @@ def test_official_model_without_weights_folder_reports(tmp_path):
     assert len(bpy.data.objects) == 0
 
 
+# ---------------------------------------------------------------------- photo views
+def _view_state() -> tuple:
+    """(scene camera name, render size, jawOpen and eyeBlinkLeft key values)."""
+    scene = bpy.context.scene
+    blocks = bpy.data.objects["multi"].data.shape_keys.key_blocks
+    return (scene.camera.name, (scene.render.resolution_x, scene.render.resolution_y),
+            round(blocks["jawOpen"].value, 5), round(blocks["eyeBlinkLeft"].value, 5))
+
+
+def test_use_view_operator_flips_views_and_survives_save_and_reopen(tmp_path):
+    from hrn_blender.headless import build_scene
+    from synthetic_result import make_multiview_result, write_view_photos
+
+    result = make_multiview_result(write_view_photos(tmp_path), reference=0)
+    head = build_scene(result, "multi")
+    sizes = [v.camera.image_size for v in result.views]
+    assert _view_state() == ("multi camera 1 (view_0)", sizes[0], 0.0, 0.0)
+    assert bpy.ops.hrn.use_view(camera="multi camera 2 (view_1)") == {"FINISHED"}
+    assert _view_state() == ("multi camera 2 (view_1)", sizes[1], -0.3, 0.8)
+    # The Views panel shows for the head and for its cameras, not for other objects.
+    bpy.context.view_layer.objects.active = head
+    assert bpy.types.HRN_PT_views.poll(bpy.context)
+    bpy.context.view_layer.objects.active = bpy.data.objects["multi camera 3 (view_2)"]
+    assert bpy.types.HRN_PT_views.poll(bpy.context)
+
+    path = tmp_path / "views.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert _view_state() == ("multi camera 2 (view_1)", sizes[1], -0.3, 0.8)
+    # Without a camera name the operator uses the active object (camera 3, as saved).
+    assert bpy.ops.hrn.use_view() == {"FINISHED"}
+    assert _view_state() == ("multi camera 3 (view_2)", sizes[2], 0.3, 0.0)
+    assert bpy.ops.hrn.use_view(camera="multi camera 1 (view_0)") == {"FINISHED"}
+    assert _view_state() == ("multi camera 1 (view_0)", sizes[0], 0.0, 0.0)
+
+    bpy.context.view_layer.objects.active = None
+    assert not bpy.types.HRN_PT_views.poll(bpy.context)
+    with pytest.raises(RuntimeError, match="not the camera of an HRN head"):
+        bpy.ops.hrn.use_view(camera="multi")
+    assert _view_state()[0] == "multi camera 1 (view_0)"
+
+
 # ---------------------------------------------------------------------- worker protocol
 def _program(tmp_path: Path, body: str) -> list[str]:
     """A small real program standing in for the engine's command line (protocol tests only)."""

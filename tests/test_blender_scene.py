@@ -18,14 +18,24 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from engine.conventions import model_to_blender  # noqa: E402
 from engine.result import displacement_scale  # noqa: E402
 from hrn_blender import headless  # noqa: E402
-from hrn_blender.scene import controls  # noqa: E402
+from hrn_blender.scene import controls, views  # noqa: E402
 from hrn_blender.scene.build import build_head  # noqa: E402
 from PIL import Image  # noqa: E402
-from synthetic_result import ARKIT_NAMES, RIPPLE_AMPLITUDE, make_synthetic_result  # noqa: E402
+from synthetic_result import (ARKIT_NAMES, RIPPLE_AMPLITUDE, VIEW_COLOURS,  # noqa: E402
+                              make_multiview_result, make_synthetic_result, write_view_photos)
 
 @pytest.fixture(scope="module")
 def result():
     return make_synthetic_result()
+
+
+@pytest.fixture(scope="module")
+def multiview(tmp_path_factory):
+    """Three used photos (the second is the reference) and a skipped fourth."""
+    folder = tmp_path_factory.mktemp("views")
+    skipped = folder / "skipped.png"
+    Image.new("RGB", (64, 64)).save(skipped)
+    return make_multiview_result(write_view_photos(folder), reference=1, unused_photo=str(skipped))
 
 
 pytestmark = pytest.mark.usefixtures("registered_extension")
@@ -51,6 +61,16 @@ def _key_co(key_block) -> np.ndarray:
     co = np.empty(len(key_block.data) * 3, np.float32)
     key_block.data.foreach_get("co", co)
     return co.reshape(-1, 3)
+
+
+def _projected_pixels(scene, camera, model_points: np.ndarray) -> np.ndarray:
+    """Image pixels (x right, y down) of model-space points through a Blender camera."""
+    from mathutils import Vector
+
+    w, h = scene.render.resolution_x, scene.render.resolution_y
+    ndc = np.array([world_to_camera_view(scene, camera, Vector(p))[:2]
+                    for p in model_to_blender(model_points)])
+    return np.stack([ndc[:, 0] * w, (1.0 - ndc[:, 1]) * h], -1)  # Blender: origin bottom-left
 
 
 def _pixels(image) -> np.ndarray:
@@ -150,13 +170,51 @@ def test_camera_reproduces_the_photo_projection(result, tmp_path):
     assert tuple(background.image.size) == result.camera.image_size
     upright = _pixels(background.image)[..., :3]
     assert upright[:4, -4:].min() > 0.9 and upright[:4, :4].max() < 0.5
-    from mathutils import Vector
+    assert [c.name for c in head.children] == ["synthetic camera"]  # single view: one camera
+    np.testing.assert_allclose(_projected_pixels(scene, camera, result.vertices[::37]),
+                               result.camera.project(result.vertices[::37]), atol=0.05)
 
-    w, h = result.camera.image_size
-    blender_points = model_to_blender(result.vertices[::37])
-    ndc = np.array([world_to_camera_view(scene, camera, Vector(p))[:2] for p in blender_points])
-    pixels = np.stack([ndc[:, 0] * w, (1.0 - ndc[:, 1]) * h], -1)  # Blender: origin bottom-left
-    np.testing.assert_allclose(pixels, result.camera.project(result.vertices[::37]), atol=0.05)
+
+def test_multiview_gives_one_head_and_a_camera_per_used_photo(multiview):
+    head = headless.build_scene(multiview, "multi")
+    scene = bpy.context.scene
+    assert [o.name for o in bpy.data.objects if o.type == "MESH"] == ["multi"]
+    cameras = views.view_cameras(head)
+    assert [c.name for c in cameras] == ["multi camera 1 (view_0)", "multi camera 2 (view_1)",
+                                         "multi camera 3 (view_2)"]  # none for the skipped photo
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 3
+    assert all(c.parent == head for c in cameras)
+    # The head is posed for the reference view, whose camera the scene looks through.
+    assert views.reference_camera(head) == cameras[1] == scene.camera
+    assert (scene.render.resolution_x, scene.render.resolution_y) == multiview.camera.image_size
+    for camera, view, colour in zip(cameras, multiview.views, VIEW_COLOURS):
+        background = camera.data.background_images[0].image
+        assert tuple(background.size) == view.camera.image_size and background.packed_file
+        np.testing.assert_allclose(_pixels(background)[..., :3].mean((0, 1)),
+                                   np.array(colour) / 255, atol=1 / 255)
+        views.use_view(scene, camera)
+        assert (scene.render.resolution_x, scene.render.resolution_y) == view.camera.image_size
+        np.testing.assert_allclose(_projected_pixels(scene, camera, multiview.vertices[::37]),
+                                   view.camera.project(multiview.vertices[::37]), atol=0.05)
+
+
+def test_use_view_poses_the_head_as_in_that_photo(multiview):
+    head = headless.build_scene(multiview, "multi")
+    head[controls.MID_STRENGTH] = 0.0
+    for modifier in head.modifiers:
+        modifier.show_viewport = False
+    blocks = head.data.shape_keys.key_blocks
+    # The Basis wears the reference's blink (0.8): the other views need the key at -0.8.
+    assert (blocks["eyeBlinkLeft"].slider_min, blocks["eyeBlinkLeft"].slider_max) == (-1.0, 1.0)
+    assert (blocks["jawOpen"].slider_min, blocks["browInnerUp"].slider_min) == (0.0, 0.0)
+    reference = multiview.views[1].expression
+    basis = multiview.vertices - np.tensordot(reference, multiview.expression_deltas, axes=1)
+    for camera, view in zip(views.view_cameras(head), multiview.views):
+        views.use_view(bpy.context.scene, camera)
+        values = np.array([blocks[name].value for name in ARKIT_NAMES])
+        np.testing.assert_allclose(values, view.expression - reference, atol=1e-6)
+        posed = basis + np.tensordot(view.expression, multiview.expression_deltas, axes=1)
+        np.testing.assert_allclose(_evaluated_positions(head), model_to_blender(posed), atol=1e-6)
 
 
 def test_detail_sliders_drive_shape_key_and_displacement(result, head):

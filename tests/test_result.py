@@ -34,7 +34,8 @@ def small_result(rng=np.random.default_rng(0)) -> FaceReconstruction:
         expression_deltas=rng.normal(0, 1e-3, (2, n * n, 3)).astype(np.float32),
         sh_lighting=rng.normal(size=(9, 3)).astype(np.float32),
         views=(ViewRecord(image_path="a.jpg", used=True, camera=cam, expression=np.ones(2, np.float32),
-                          landmarks=np.zeros((478, 2), np.float32)),
+                          landmarks=rng.uniform(0, 640, (478, 2)).astype(np.float32),
+                          displacement_map=rng.normal(0, 2e-4, (16, 16)).astype(np.float32)),
                ViewRecord(image_path="b.jpg", used=False, note="no face found")),
         metadata={"device": "cpu"}, warnings=("one warning",))
 
@@ -51,7 +52,11 @@ def test_round_trip_is_exact(tmp_path):
     assert back.warnings == res.warnings and back.metadata == res.metadata
     assert [v.used for v in back.views] == [True, False]
     assert back.views[1].note == "no face found"
-    assert np.array_equal(back.views[0].expression, res.views[0].expression)
+    for name in ViewRecord._ARRAYS:
+        a, b = getattr(res.views[0], name), getattr(back.views[0], name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert back.views[0].camera.to_json() == res.views[0].camera.to_json()
+    assert back.views[1].displacement_map.shape == (0, 0)  # unused view: nothing stored
 
 
 def test_saved_files_are_real_formats(tmp_path):

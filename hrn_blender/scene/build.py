@@ -1,28 +1,28 @@
-"""Scene building entry point: one FaceReconstruction -> one new head object (+ its camera)."""
-import os
+"""Scene building entry point: one FaceReconstruction -> one new head object (+ its cameras)."""
 from typing import Optional
 
 import bpy
 
 from ..engine_api import conventions, result as engine_result
-from . import camera, controls, images, material, mesh, modifiers, shape_keys
+from . import controls, images, material, mesh, modifiers, shape_keys, views
 from .names import find_unused_name
 
 
 def build_head(result: "engine_result.FaceReconstruction", name: str,
                collection: bpy.types.Collection, photo: Optional[str] = None) -> bpy.types.Object:
-    """Create the head object for ``result`` and link it (and its camera) into ``collection``.
+    """Create the head object for ``result`` and link it (and its cameras) into ``collection``.
 
     Args:
         result: the engine's reconstruction (model space, metres).
         name: wanted object name, usually the photo's file stem; a free variant
             (``name.001``, ...) is used when taken, so nothing existing is renamed or replaced.
         collection: where the new objects go.
-        photo: photo shown as the camera's background; defaults to the first used view's image
-            if that file exists. It is packed into the .blend like every other image.
+        photo: photo shown behind the reference camera (the one of ``result.camera``) instead
+            of that view's image. Photos are packed into the .blend like every other image.
     Returns:
         The head object (mesh with UVs and shape keys, detail modifiers, material, detail
-        sliders). Its camera is a child object named ``"<name> camera"``.
+        sliders). Its children are one camera per used photo (scene/views.py), each with that
+        photo as background; ``views.reference_camera(head)`` is the one the head is posed for.
     Everything is linked only once complete, so a failure never leaves a half-built object in
     the scene.
     """
@@ -41,18 +41,9 @@ def build_head(result: "engine_result.FaceReconstruction", name: str,
     modifiers.add_detail_modifiers(head, displacement, scale)
     controls.add_detail_controls(head, head_material, scale)
 
-    photo = photo or _first_photo(result)
-    photo_image = images.photo_image(f"{base} photo", photo) if photo else None
-    cam = camera.build_camera(result.camera, f"{base} camera", photo_image)
-    cam.parent = head  # moving the head keeps the photo match
+    cameras = views.add_view_cameras(head, result, base, photo)
 
     collection.objects.link(head)
-    collection.objects.link(cam)
+    for cam in cameras:
+        collection.objects.link(cam)
     return head
-
-
-def _first_photo(result: "engine_result.FaceReconstruction") -> Optional[str]:
-    for view in result.views:
-        if view.used and os.path.isfile(view.image_path):
-            return view.image_path
-    return None

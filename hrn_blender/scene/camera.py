@@ -59,9 +59,3 @@ def build_camera(camera: Camera, name: str, photo: Optional[bpy.types.Image] = N
     obj.matrix_world = Matrix(camera_matrix_world(camera).tolist())
     return obj
 
-
-def use_camera(scene: bpy.types.Scene, obj: bpy.types.Object, camera: Camera) -> None:
-    """Make ``obj`` the scene camera and the render size the photo size."""
-    scene.camera = obj
-    scene.render.resolution_x, scene.render.resolution_y = camera.image_size
-    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
