@@ -6,8 +6,10 @@ import pytest
 
 from engine.benchmark.align import (Similarity, Surface, align, closest_on_triangles,
                                     fit_similarity)
-from engine.benchmark.metrics import albedo_error, detail_score, region_errors
-from engine.benchmark.scan import sample_map
+from engine.albedo import linear_to_srgb, srgb_to_linear
+from engine.benchmark.metrics import (SurfaceBandPass, albedo_error, detail_noise_floor,
+                                      detail_score, region_errors)
+from engine.benchmark.scan import front_most, head_length, sample_map, vertex_areas
 
 
 def bumpy_patch(n: int = 60, size: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +115,129 @@ def test_detail_score_and_albedo_error_known_values():
     with pytest.raises(ValueError, match="constant"):
         detail_score(t, np.zeros(1000))
     colours = rng.uniform(0.1, 0.9, size=(200, 3))
-    err, gain = albedo_error(colours, colours / np.array([2.0, 1.0, 0.5]))
-    assert err == pytest.approx(0.0, abs=1e-9) and np.allclose(gain, [2.0, 1.0, 0.5])
     err, _ = albedo_error(colours, np.clip(colours + 0.1 * (np.arange(200) % 2)[:, None], 0, 1))
     assert err > 1.0
+
+
+def test_weighted_detail_score_ignores_zero_weight_points():
+    rng = np.random.default_rng(6)
+    t = rng.normal(size=400)
+    r = np.where(np.arange(400) < 200, t, -t)          # agrees on the first half only
+    w = (np.arange(400) < 200).astype(float)
+    assert detail_score(t, r) == pytest.approx(0.0, abs=0.15)
+    assert detail_score(t, r, w) == pytest.approx(1.0)
+
+
+def test_albedo_gain_is_removed_in_linear_light():
+    rng = np.random.default_rng(7)
+    colours = rng.uniform(0.05, 0.95, size=(300, 3))
+    # The same albedo under a dimmer, tinted light: a gain in linear light, not in sRGB.
+    gain = np.array([0.5, 0.8, 0.3])
+    darker = linear_to_srgb(srgb_to_linear(colours) * gain).astype(np.float64)
+    err, fitted = albedo_error(colours, darker)
+    assert err < 0.05 and np.allclose(fitted, 1.0 / gain, rtol=1e-3)
+    # A gain fitted in sRGB space would leave an error of several levels here.
+    srgb_gain = (colours * darker).sum(0) / (darker * darker).sum(0)
+    assert np.abs(colours - darker * srgb_gain).mean() * 255 > 2.0
+
+
+def test_region_errors_weight_points_by_area():
+    d = np.array([0.001, 0.003, 0.002])
+    masks = {"nose": np.array([True, True, False]), "mouth": np.array([False, False, True])}
+    errors = region_errors(d, masks, weights=np.array([3.0, 1.0, 2.0]))
+    assert errors["nose"] == pytest.approx(1.5) and errors["mouth"] == pytest.approx(2.0)
+    assert errors["all"] == pytest.approx((3 + 3 + 4) / 6)
+
+
+def wrinkled_patch(spacing: float = 0.001, size: float = 0.044):
+    """Points of a gently curved patch ``[N, 3]``, their areas ``[N]``, the patch's smooth
+    height ``[N]`` (bowl, metres) and its wrinkles ``[N]`` (a few 0.1 mm, 3-6 mm apart)."""
+    xs = np.arange(-size / 2, size / 2, spacing)
+    x, y = (a.ravel() for a in np.meshgrid(xs, xs))
+    bowl = -2.0 * (x ** 2 + y ** 2)
+    wrinkles = 1e-4 * (np.sin(2 * np.pi * y / 0.006) + 0.7 * np.sin(2 * np.pi * (x + 0.3 * y) / 0.0045))
+    points = np.column_stack([x, y, bowl + wrinkles])
+    return points, np.full(len(x), spacing ** 2), bowl, wrinkles
+
+
+def test_detail_score_on_the_surface_positive_and_negative_controls():
+    points, areas, bowl, wrinkles = wrinkled_patch()
+    band = SurfaceBandPass(points, areas, (0.001, 0.005))
+    truth = band(wrinkles + 0.2 * bowl)      # the scan's map holds smooth content too
+    rng = np.random.default_rng(8)
+    # A linear trend passes both smoothings unchanged, up to the edges (locally linear fits).
+    assert np.abs(band(0.05 * points[:, 0])).max() < 0.1 * band(wrinkles).std()
+    # Positive control: the same wrinkles at half the amplitude over another smooth shape,
+    # with fine noise (finer than the band) -> strongly positive.
+    recovered = 0.5 * wrinkles - 0.3 * bowl + 2e-5 * rng.normal(size=len(points))
+    assert detail_score(truth, band(recovered), areas) > 0.85
+    # Inverted relief (the sign convention of the map) -> strongly negative.
+    assert detail_score(truth, band(-recovered), areas) < -0.85
+    # Negative control: shuffled detail has no relation to the truth -> within chance.
+    floor = detail_noise_floor(truth, band, areas, trials=32)
+    assert 0.0 < floor < 0.5
+    shuffled = rng.permutation(wrinkles)
+    assert abs(detail_score(truth, band(shuffled), areas)) < floor
+    # Detail displaced by half a wrinkle period along y is not "the same detail".
+    shifted = 1e-4 * (np.sin(2 * np.pi * (points[:, 1] + 0.003) / 0.006)
+                      + 0.7 * np.sin(2 * np.pi * (points[:, 0] + 0.3 * points[:, 1]) / 0.0045))
+    assert detail_score(truth, band(shifted), areas) < 0.5
+
+
+def test_detail_score_survives_a_different_uv_layout():
+    """The reconstruction's detail arrives through its own UV map: a map of the same wrinkles
+    in another layout (rotated, squashed, 0.5 mm texels), read back at the points, still
+    correlates strongly once both are band-passed on the surface."""
+    points, areas, _, wrinkles = wrinkled_patch()
+    band = SurfaceBandPass(points, areas, (0.001, 0.005))
+
+    def to_uv(p):            # a rotated, anisotropic layout of the patch inside [0, 1]²
+        c, s = np.cos(0.6), np.sin(0.6)
+        return np.column_stack([0.5 + 6.0 * (c * p[:, 0] - s * p[:, 1]),
+                                0.5 + 9.0 * (s * p[:, 0] + c * p[:, 1])])
+
+    side = 1024
+    texel_uv = (np.arange(side) + 0.5) / side
+    u, v = np.meshgrid(texel_uv, 1.0 - texel_uv)       # row 0 = top = v near 1
+    c, s = np.cos(0.6), np.sin(0.6)
+    a, b = (u - 0.5) / 6.0, (v - 0.5) / 9.0             # invert the layout
+    x, y = c * a + s * b, -s * a + c * b
+    height_map = 1e-4 * (np.sin(2 * np.pi * y / 0.006) + 0.7 * np.sin(2 * np.pi * (x + 0.3 * y) / 0.0045))
+    read = sample_map(height_map.astype(np.float32), to_uv(points))
+    truth = band(wrinkles)
+    assert detail_score(truth, band(read), areas) > 0.95
+    # Reading the map upside down (a v-flip bug) breaks the correspondence.
+    flipped = to_uv(points) * [1, -1] + [0, 1]
+    assert detail_score(truth, band(sample_map(height_map.astype(np.float32), flipped)), areas) < 0.5
+
+
+def test_front_most_drops_surfaces_hidden_behind_the_face():
+    xs = np.linspace(-0.02, 0.02, 41)
+    x, y = (a.ravel() for a in np.meshgrid(xs, xs))
+    face = np.column_stack([x, y, 0.09 + 0 * x])
+    inside = np.column_stack([x, y, 0.02 + 0 * x])       # e.g. the inside of the mouth
+    keep = front_most(np.concatenate([face, inside]))
+    assert keep[:len(face)].all() and not keep[len(face):].any()
+
+
+def test_head_length_measures_the_skull_not_the_nose():
+    """An ellipsoidal head 0.2 m long with a brow ridge (4 mm) and a nose sticking out 2.5 cm
+    below it: the length is the skull's (glabella to back, 0.204 m), not nose tip to back."""
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, 400), np.linspace(0, 2 * np.pi, 400))
+    x, y, z = (0.075 * np.sin(theta) * np.cos(phi), 0.11 * np.cos(theta), 0.1 * np.sin(theta) * np.sin(phi))
+    z = z + 0.004 * np.exp(-((y - 0.015) / 0.008) ** 2) * (z > 0.09)     # brow ridge
+    head = np.column_stack([x.ravel(), y.ravel(), z.ravel()])
+    ny, nz = np.meshgrid(np.linspace(-0.04, 0.0, 60), np.linspace(0.0, 0.025, 30))
+    nose = np.column_stack([0 * ny.ravel(), ny.ravel() - 0.01 * nz.ravel() / 0.025, 0.098 + nz.ravel()])
+    length = head_length(np.concatenate([head, nose]))
+    assert length == pytest.approx(0.204, abs=0.002)
+
+
+def test_vertex_areas_sum_to_the_surface_area():
+    verts, tris = bumpy_patch(20)
+    v = verts[tris]
+    total = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1).sum()
+    assert vertex_areas(verts, tris).sum() == pytest.approx(total)
 
 
 def test_sample_map_uses_engine_uv_convention():

@@ -11,9 +11,17 @@ Methods:
 * ``ours (3 views)``: frontal + ±30° yaw together, when the pipeline accepts several photos.
 
 Each surface is aligned to the scan by itself (:func:`engine.benchmark.align.align`), then
-the distance from every scan point of a region to it is averaged (REALY's direction: scan to
-reconstruction). Geometry is scored on the whole regions, seen or not; the detail score and
-the albedo error only on scan points visible in the shot.
+the distance from every scan point of a region to it is averaged, weighted by the surface area
+each scan point stands for (REALY's direction: scan to reconstruction). Geometry is scored on
+the whole regions, seen or not; the detail score and the albedo error only on scan points
+visible in the shot, each beside its chance level: the detail score of random displacement
+(95 % of |r| below it) and the albedo error of the best constant colour, on the same points.
+
+Detail score: the scan's displacement at each visible scan point and the reconstruction's
+displacement map read at the corresponding point (closest point of the aligned surface, its
+UV) pass through one band-pass on the scan surface (:class:`engine.benchmark.metrics.SurfaceBandPass`),
+then are correlated. Filtering both on the same surface, in millimetres, keeps either UV
+layout's distortion out of the comparison.
 """
 from __future__ import annotations
 
@@ -28,11 +36,11 @@ from ..errors import EngineError
 from ..landmarks import FaceLandmarks
 from ..result import Camera, FaceReconstruction, triangulate
 from .align import Surface, align
-from .metrics import (DETAIL_BAND_M, albedo_error, band_pass, detail_score, region_errors,
-                      texel_size)
+from .metrics import (DETAIL_BAND_M, SurfaceBandPass, albedo_error, detail_noise_floor,
+                      detail_score, region_errors)
 from .render import DEFAULT_SHOTS, REFERENCE_SHOT
 from .scan import (REGIONS, Scan, ScanRegions, define_regions, locate_landmarks, sample_map,
-                   vertex_normals, visible_points)
+                   vertex_areas, vertex_normals, visible_points)
 
 LEVELS = ("coarse", "coarse+mid", "coarse+mid+high")
 MEDIAPIPE = "MediaPipe mesh"
@@ -51,7 +59,9 @@ class Score:
         shot: render name; method: see module docstring; level: one of :data:`LEVELS` or "-".
         errors_mm: region name (and "all") -> mean scan-to-reconstruction distance, mm.
         detail: detail score (Pearson r, visible region), None when the level has no detail map.
+        detail_floor: |r| that random displacement stays below in 95 % of draws, same points.
         albedo_mae: albedo error (8-bit levels, gain removed, visible region), or None.
+        albedo_flat_mae: albedo error of the best constant colour on the same points.
         icp_rms_mm: RMS of the kept ICP correspondences; scale: the alignment's scale factor.
         distances: ``[N]`` float32 metres per scan evaluation point (for heat maps).
     """
@@ -61,7 +71,9 @@ class Score:
     level: str
     errors_mm: dict[str, float]
     detail: Optional[float]
+    detail_floor: Optional[float]
     albedo_mae: Optional[float]
+    albedo_flat_mae: Optional[float]
     icp_rms_mm: float
     scale: float
     distances: np.ndarray = field(repr=False)
@@ -74,7 +86,6 @@ class Evaluation:
     Attributes:
         points: ``[N]`` int64 scan vertex indices of the evaluation points (the regions' union).
         masks: region -> ``[N]`` bool over ``points``.
-        albedo_flat_mae: albedo error of the best constant colour (a floor to compare with).
     """
 
     scores: list[Score]
@@ -82,7 +93,6 @@ class Evaluation:
     regions: ScanRegions
     points: np.ndarray
     masks: dict[str, np.ndarray]
-    albedo_flat_mae: float
     notes: list[str]
 
 
@@ -117,33 +127,32 @@ def evaluate(render_dir: str | Path, work_dir: str | Path, scan: Scan,
         union |= regions.masks[name]
     points = np.flatnonzero(union)
     masks = {name: regions.masks[name][points] for name in REGIONS}
-    scan_detail = _scan_detail(scan, points)
-    scan_colour = sample_map(scan.colour, scan.uvs[points])
-    flat = albedo_error(scan_colour, np.broadcast_to(scan_colour.mean(0), scan_colour.shape))[0]
-    fit_points = scan.vertices[regions.face]
-    ctx = _Context(scan, regions, points, masks, scan_detail, scan_colour, fit_points)
+    ctx = _Context(scan, regions, points, masks, vertex_areas(scan.vertices, scan.faces),
+                   _scan_displacement(scan), np.flatnonzero(union | regions.face),
+                   scan.vertices[regions.face])
 
-    scores, notes = [], []
+    scores, notes, views = [], [], {}
     for name in names:
         image, camera = _load_shot(render_dir, name)
         log(f"evaluating {name}")
         rec = _reconstruction(work_dir / "reconstructions" / name, [image], options, fresh, log)
-        seen = visible_points(scan.vertices[points], scan.normals[points], camera)
+        view = views[name] = _view(ctx, camera)
         scores.append(_score_mediapipe(ctx, name, detect_landmarks(load_photo(image)), rec))
-        scores += _score_levels(ctx, name, SINGLE, rec, seen)
+        scores += _score_levels(ctx, name, SINGLE, rec, view)
     if all((render_dir / f"{n}.png").is_file() for n in MULTI_VIEW_SHOTS):
         try:
             rec = _reconstruction(work_dir / "reconstructions" / "multi_view",
                                   [render_dir / f"{n}.png" for n in MULTI_VIEW_SHOTS], options,
                                   fresh, log)
-            _, camera = _load_shot(render_dir, MULTI_VIEW_SHOTS[0])
-            seen = visible_points(scan.vertices[points], scan.normals[points], camera)
-            scores += _score_levels(ctx, MULTI_VIEW_SHOTS[0], MULTI, rec, seen)
+            # Scored on what the reference (frontal) shot sees, like the single view.
+            ref = MULTI_VIEW_SHOTS[0]
+            view = views.get(ref) or _view(ctx, _load_shot(render_dir, ref)[1])
+            scores += _score_levels(ctx, ref, MULTI, rec, view)
         except EngineError as err:
             notes.append(f"Multi-view: not yet ({err})")
     if options.weights_dir is None:
         notes.append("Official HRN: not run (no HRN weights folder given).")
-    return Evaluation(scores, scan, regions, points, masks, flat, notes)
+    return Evaluation(scores, scan, regions, points, masks, notes)
 
 
 @dataclass(frozen=True)
@@ -152,9 +161,41 @@ class _Context:
     regions: ScanRegions
     points: np.ndarray
     masks: dict[str, np.ndarray]
-    scan_detail: np.ndarray
-    scan_colour: np.ndarray
-    fit_points: np.ndarray
+    areas: np.ndarray              # [V] m², surface area per scan vertex
+    scan_displacement: np.ndarray  # [V] m, the scan's displacement per scan vertex
+    filter_points: np.ndarray      # scan vertex indices the detail band-pass runs over
+    fit_points: np.ndarray         # [M, 3] m, the scan area ICP fits to
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one camera sees of the scan around the evaluation points, and the chance levels.
+
+    The detail band-pass runs over every seen scan point of the face (``points``), not only
+    over the regions, so that the regions' borders are no edges of the filter; scores count
+    the points of the regions (``scored``).
+    """
+
+    points: np.ndarray           # [S] scan vertex indices: seen, on the face or in a region
+    scored: np.ndarray           # [S] bool: in a region
+    band_pass: SurfaceBandPass   # over ``points``
+    scan_detail: np.ndarray      # [R] band-passed scan displacement at the scored points
+    detail_floor: float
+    albedo_flat_mae: float
+
+
+def _view(ctx: _Context, camera: Camera) -> _View:
+    scan = ctx.scan
+    points = ctx.filter_points[visible_points(scan.vertices[ctx.filter_points],
+                                              scan.normals[ctx.filter_points], camera)]
+    scored = np.isin(points, ctx.points)
+    band = SurfaceBandPass(scan.vertices[points], ctx.areas[points])
+    truth = band(ctx.scan_displacement[points])[scored]
+    areas = ctx.areas[points[scored]]
+    colour = sample_map(scan.colour, scan.uvs[points[scored]])
+    flat = np.broadcast_to(np.average(colour, axis=0, weights=areas), colour.shape)
+    return _View(points, scored, band, truth, detail_noise_floor(truth, band, areas, scored),
+                 albedo_error(colour, flat, areas)[0])
 
 
 def _load_shot(render_dir: Path, name: str) -> tuple[Path, Camera]:
@@ -176,14 +217,12 @@ def _reconstruction(folder: Path, images: list[Path], options, fresh: bool,
     return rec
 
 
-def _scan_detail(scan: Scan, points: np.ndarray) -> np.ndarray:
-    """Band-passed scan displacement at the evaluation points ``[N]`` (on a 4x smaller map)."""
+def _scan_displacement(scan: Scan) -> np.ndarray:
+    """The scan's displacement (metres) at its vertices ``[V]``, read from the map averaged
+    over 4x4 texels (~0.5 mm, about the vertices' spacing), so finer pores do not alias."""
     h, w = scan.displacement.shape
     small = scan.displacement.reshape(h // 4, 4, w // 4, 4).mean((1, 3))
-    touching = np.isin(scan.faces, points).any(1)
-    tris = scan.faces[touching]
-    texel = texel_size(scan.vertices, tris, scan.uvs[tris], small.shape[0])
-    return sample_map(band_pass(small, texel).astype(np.float32), scan.uvs[points])
+    return sample_map(small, scan.uvs).astype(np.float64)
 
 
 def mediapipe_points(landmarks: FaceLandmarks, camera: Camera, depth_m: float) -> np.ndarray:
@@ -229,7 +268,7 @@ def _score_mediapipe(ctx: _Context, shot: str, landmarks: FaceLandmarks,
 
 
 def _score_levels(ctx: _Context, shot: str, method: str, rec: FaceReconstruction,
-                  seen: np.ndarray) -> list[Score]:
+                  view: _View) -> list[Score]:
     from ..mesh_ops import vertex_uvs
 
     tris = rec.triangles().astype(np.int64)
@@ -240,33 +279,35 @@ def _score_levels(ctx: _Context, shot: str, method: str, rec: FaceReconstruction
     out = []
     for level, verts in zip(LEVELS, (coarse, mid, high)):
         out.append(_score_surface(ctx, shot, method, level, Surface(verts, tris),
-                                  _rec_landmarks(rec, verts), rec if level == LEVELS[2] else None, seen))
+                                  _rec_landmarks(rec, verts), rec if level == LEVELS[2] else None, view))
     return out
 
 
 def _score_surface(ctx: _Context, shot: str, method: str, level: str, surface: Surface,
                    landmarks: np.ndarray, rec: Optional[FaceReconstruction] = None,
-                   seen: Optional[np.ndarray] = None) -> Score:
+                   view: Optional[_View] = None) -> Score:
     fit = align(surface, landmarks, ctx.regions.landmarks, ctx.fit_points)
     t = fit.transform
     pts = ctx.scan.vertices[ctx.points]
     hit = surface.closest(t.inverse().apply(pts))
     distances = hit.distances * t.scale
-    detail = albedo = None
-    if rec is not None and seen is not None and seen.sum() >= 10:
+    detail = floor = albedo = flat = None
+    if rec is not None and view is not None and view.scored.sum() >= 10:
+        near = surface.closest(t.inverse().apply(ctx.scan.vertices[view.points]))
         corner_uvs = rec.uvs[triangulate(rec.face_uvs)].astype(np.float64)
-        uv = np.einsum("nk,nkd->nd", hit.barycentrics[seen], corner_uvs[hit.triangle[seen]])
-        side = rec.displacement_map.shape[0]
-        hit_tris = np.unique(hit.triangle)
-        texel = texel_size(surface.vertices, surface.triangles[hit_tris], corner_uvs[hit_tris], side)
-        rec_detail = sample_map(band_pass(rec.displacement_map, texel).astype(np.float32), uv)
+        uv = np.einsum("nk,nkd->nd", near.barycentrics, corner_uvs[near.triangle])
+        rec_detail = view.band_pass(sample_map(rec.displacement_map, uv))[view.scored]
+        areas = ctx.areas[view.points[view.scored]]
         try:
-            detail = detail_score(ctx.scan_detail[seen], rec_detail)
+            detail = detail_score(view.scan_detail, rec_detail, areas)
         except ValueError:
             detail = float("nan")
-        albedo = albedo_error(ctx.scan_colour[seen], sample_map(rec.albedo, uv))[0]
-    return Score(shot, method, level, region_errors(distances, ctx.masks), detail, albedo,
-                 fit.rms * 1000.0, t.scale, distances.astype(np.float32))
+        floor, flat = view.detail_floor, view.albedo_flat_mae
+        albedo = albedo_error(sample_map(ctx.scan.colour, ctx.scan.uvs[view.points[view.scored]]),
+                              sample_map(rec.albedo, uv[view.scored]), areas)[0]
+    errors = region_errors(distances, ctx.masks, ctx.areas[ctx.points])
+    return Score(shot, method, level, errors, detail, floor, albedo, flat, fit.rms * 1000.0,
+                 t.scale, distances.astype(np.float32))
 
 
 __all__ = ["Evaluation", "Score", "evaluate", "mediapipe_points", "mediapipe_triangles",

@@ -18,8 +18,9 @@ Two numbers are not in the files and are set here, once:
 
 * :data:`HEAD_LENGTH_M`: the scan's units are arbitrary, so it is scaled to metres by its
   head length (glabella to back of the head, the largest front-to-back extent of the
-  skull above the nose) = 0.195 m, the adult male mean of anthropometric surveys. Every
-  millimetre figure of the benchmark scales with this assumption (a few percent).
+  skull above the nasion; :func:`head_length`) = 0.195 m, the adult male mean of
+  anthropometric surveys. Every millimetre figure of the benchmark scales with this
+  assumption (a few percent).
 * :data:`DISPLACEMENT_SCALE_M`: metres per unit of the displacement image (value in [0,1],
   mid-level :data:`DISPLACEMENT_MIDLEVEL`); undocumented by the author. 4 mm full range
   is a typical ZBrush level-2 bake; only the detail score's normalisation is insensitive to
@@ -121,18 +122,24 @@ def load_scan(folder: str | Path | None = None) -> Scan:
 
 
 def head_length(vertices: np.ndarray) -> float:
-    """Largest front-to-back (z) extent of 1 %-of-height horizontal slices between the nose
-    tip and the top of the head: glabella to the back of the skull, in the mesh's units."""
-    y = vertices[:, 1]
-    tip_y = vertices[np.argmax(vertices[:, 2]), 1]
+    """Glabella to the back of the skull, in the mesh's units: the largest front-to-back (z)
+    extent of 1 %-of-height horizontal slices above the nasion.
+
+    The nasion is the first slice above the nose tip where the face's front stops receding
+    (the front rises again towards the brow ridge); slices below it would measure the nose.
+    """
+    y, z = vertices[:, 1], vertices[:, 2]
+    tip_y = y[np.argmax(z)]
     top = y.max()
     step = 0.01 * (top - y.min())
-    best = 0.0
-    for lo in np.arange(tip_y + 2 * step, top - step, step):
-        z = vertices[(y >= lo) & (y < lo + step), 2]
-        if z.size:
-            best = max(best, float(z.max() - z.min()))
-    return best
+    fronts, lengths = [], []
+    for lo in np.arange(tip_y, top - step, step):
+        zs = z[(y >= lo) & (y < lo + step)]
+        fronts.append(zs.max() if zs.size else np.inf)
+        lengths.append(zs.max() - zs.min() if zs.size else 0.0)
+    rising = np.flatnonzero(np.diff(fronts) > 0)
+    nasion = int(rising[0]) if rising.size else 0
+    return float(max(lengths[nasion:]))
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -143,6 +150,17 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     for k in range(3):
         np.add.at(n, faces[:, k], fn)
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
+
+
+def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """``[V]`` float64: surface area each vertex stands for (a third of its triangles' areas),
+    in the vertices' units squared."""
+    v = np.asarray(vertices, np.float64)
+    area = 0.5 * np.linalg.norm(np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]]), axis=1)
+    out = np.zeros(len(v))
+    for k in range(3):
+        np.add.at(out, faces[:, k], area / 3.0)
+    return out
 
 
 def sample_map(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -221,8 +239,10 @@ def define_regions(scan: Scan, landmarks: np.ndarray) -> ScanRegions:
     """REALY's four regions on the scan, from its MediaPipe landmarks, in the frontal plane.
 
     The scan looks along +Z, so each vertex is tested by its (x, y) against polygons of
-    landmarks (x, y); only vertices in front (normal z > 0, not behind the face oval's
-    rearmost landmark) count. With margin m = :data:`REGION_MARGIN_M`:
+    landmarks (x, y); only vertices in front count: normal z > 0, not behind the face oval's
+    rearmost landmark, and not hidden behind the surface seen from the front
+    (:func:`front_most`: this drops the inside of the mouth and of the nostrils, which the
+    scan models and no photo shows). With margin m = :data:`REGION_MARGIN_M`:
 
     * nose: convex hull of MediaPipe's nose landmarks (bridge between the eyes, tip, wings).
     * mouth: convex hull of the lip landmarks grown by :data:`MOUTH_MARGIN_M`, minus the nose.
@@ -236,7 +256,8 @@ def define_regions(scan: Scan, landmarks: np.ndarray) -> ScanRegions:
     from ..landmarks import CONTOUR, LEFT_EYE, LEFT_EYEBROW, LIPS, NOSE, RIGHT_EYE, RIGHT_EYEBROW
 
     xy, lm = scan.vertices[:, :2], landmarks[:, :2]
-    front = (scan.normals[:, 2] > 0) & (scan.vertices[:, 2] > landmarks[CONTOUR, 2].min() - REGION_MARGIN_M)
+    front = ((scan.normals[:, 2] > 0) & front_most(scan.vertices)
+             & (scan.vertices[:, 2] > landmarks[CONTOUR, 2].min() - REGION_MARGIN_M))
     m = REGION_MARGIN_M
     oval = _polygon_distance(xy, lm[CONTOUR])
     nose = _polygon_distance(xy, lm[NOSE][_hull(lm[NOSE])])
@@ -257,6 +278,18 @@ def define_regions(scan: Scan, landmarks: np.ndarray) -> ScanRegions:
               & ((xy[:, 0] < nose_x.min() - m) | (xy[:, 0] > nose_x.max() + m)))
     masks = {"nose": nose_mask, "mouth": mouth_mask, "forehead": forehead, "cheeks": cheeks}
     return ScanRegions(landmarks=landmarks, masks=masks, face=front & (oval <= 0) & (eyes > m))
+
+
+def front_most(vertices: np.ndarray, cell_m: float = 0.001, tolerance_m: float = 0.003) -> np.ndarray:
+    """``[V]`` bool: vertices ``[V, 3]`` (metres) on the surface seen from the front (+Z,
+    orthographic): within ``tolerance_m`` of the frontmost vertex of their ``cell_m`` square
+    in (x, y)."""
+    cell = np.floor((vertices[:, :2] - vertices[:, :2].min(0)) / cell_m).astype(np.int64)
+    key = cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1]
+    _, inverse = np.unique(key, return_inverse=True)
+    top = np.full(inverse.max() + 1, -np.inf)
+    np.maximum.at(top, inverse, vertices[:, 2])
+    return vertices[:, 2] >= top[inverse] - tolerance_m
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
