@@ -92,7 +92,14 @@ class _DetailFrame:
         padded = torch.nn.functional.pad(d[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
         diff_u = padded[1:-1, 2:] - padded[1:-1, :-2]
         diff_v = padded[2:, 1:-1] - padded[:-2, 1:-1]
-        raw = self.normal + diff_u[..., None] * self.a + diff_v[..., None] * self.b
+        return self.combine(self.normal, self.a, self.b, diff_u, diff_v)
+
+    @staticmethod
+    def combine(normal: torch.Tensor, a: torch.Tensor, b: torch.Tensor, diff_u: torch.Tensor,
+                diff_v: torch.Tensor) -> torch.Tensor:
+        """Unit ``n + diff_u a + diff_v b`` ``[..., 3]`` from the frame terms ``[..., 3]`` and
+        the central differences of d ``[...]`` (metres) along U and V."""
+        raw = normal + diff_u[..., None] * a + diff_v[..., None] * b
         return raw / raw.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
@@ -229,15 +236,41 @@ class _FitLevel:
 
     def fit(self, d_mm: torch.Tensor, sh: torch.Tensor, iterations: int, strength_prior: float,
             smoothness_prior: float, report: Callable[[float], None]) -> torch.Tensor:
-        """Refine ``d_mm`` ``[H, W]`` (millimetres) by L-BFGS; returns the new map, detached."""
+        """Refine ``d_mm`` ``[H, W]`` (millimetres) by L-BFGS; returns the new map, detached.
+
+        Only visible texels are free and only they carry data weight, so the fit runs on
+        those texels alone (a packed list, often under half the map): neighbours that are
+        not visible read as 0, exactly as in the full map, so the loss is the same.
+        """
+        h, w = self.visible.shape
+        visible = self.visible.reshape(-1) > 0
+        texel = visible.nonzero().squeeze(1)                                  # [K]
+        if texel.numel() == 0:
+            return torch.zeros_like(d_mm)
+        pick = lambda a: a.reshape(h * w, -1).index_select(0, texel)         # noqa: E731
         frame = _DetailFrame(self.normal, self.tangent_u, self.tangent_v)
-        base = self.albedo * irradiance(self.normal, sh).clamp_min(0.0)
+        normal, frame_a, frame_b = pick(frame.normal), pick(frame.a), pick(frame.b)
+        albedo, color = pick(self.albedo), pick(self.color)
+        base = albedo * irradiance(normal, sh).clamp_min(0.0)
         # Relative error: fine shading changes brightness by a factor, in dark and bright skin alike.
         inv_scale = 1.0 / (base + 0.02)
-        weight = self.weight[..., None] / (3.0 * self.weight.sum().clamp_min(1e-6))
+        weight = pick(self.weight) / (3.0 * self.weight.sum().clamp_min(1e-6))
         count = self.visible.sum().clamp_min(1.0)
         texel_mm = self.texel_m * 1e3
-        free = (d_mm * self.visible).clone().requires_grad_(True)
+        # Packed position of each texel (K = the zero slot for texels held at 0) and of the
+        # four neighbours of each visible texel; map borders repeat the texel (replicate pad).
+        slot = torch.full((h * w + 1,), texel.numel(), dtype=torch.long)
+        slot[texel] = torch.arange(texel.numel())
+        row, col = torch.div(texel, w, rounding_mode="floor"), texel % w
+        left, right = row * w + (col - 1).clamp_min(0), row * w + (col + 1).clamp_max(w - 1)
+        up, down = (row - 1).clamp_min(0) * w + col, (row + 1).clamp_max(h - 1) * w + col
+        left, right, up, down = (slot[i] for i in (left, right, up, down))
+        # Squared slopes: each visible texel's pair with its right / lower neighbour, plus
+        # the pair with a left / upper neighbour held at 0 (those pairs have no visible owner).
+        has_right, has_down = col < w - 1, row < h - 1
+        lone_left = (col > 0) & (left == texel.numel())
+        lone_up = (row > 0) & (up == texel.numel())
+        free = pick(d_mm).squeeze(1).clone().requires_grad_(True)
         optimizer = torch.optim.LBFGS([free], lr=1.0, max_iter=iterations, history_size=10)
         evaluations = [0]
 
@@ -246,20 +279,25 @@ class _FitLevel:
                 report(min(evaluations[0] / (1.25 * iterations), 1.0))
             evaluations[0] += 1
             optimizer.zero_grad(set_to_none=True)
-            d = free * self.visible
-            shaded = self.albedo * irradiance(frame.normals(d * 1e-3), sh)
-            residual = (self.color - shaded) * inv_scale
+            d = torch.cat([free, free.new_zeros(1)])
+            # index_select: its backward (index_add) is far faster than advanced indexing's.
+            d_right, d_down = d.index_select(0, right), d.index_select(0, down)
+            diff_u = (d_right - d.index_select(0, left)) * 1e-3
+            diff_v = (d_down - d.index_select(0, up)) * 1e-3
+            shaded = albedo * irradiance(_DetailFrame.combine(normal, frame_a, frame_b, diff_u, diff_v), sh)
+            residual = (color - shaded) * inv_scale
             data = (weight * torch.sqrt(residual**2 + 0.03**2)).sum()
-            magnitude = (self.visible * torch.sqrt(d**2 + 0.01**2)).sum() / count
-            slope_u = (d[:, 1:] - d[:, :-1]) / texel_mm
-            slope_v = (d[1:, :] - d[:-1, :]) / texel_mm
-            smooth = ((slope_u**2).sum() + (slope_v**2).sum()) / count
+            magnitude = torch.sqrt(free**2 + 0.01**2).sum() / count
+            slope_u = torch.where(has_right, free - d_right, 0.0) / texel_mm
+            slope_v = torch.where(has_down, free - d_down, 0.0) / texel_mm
+            lone = (lone_left.to(free.dtype) + lone_up.to(free.dtype)) * free**2 / texel_mm**2
+            smooth = ((slope_u**2).sum() + (slope_v**2).sum() + lone.sum()) / count
             loss = data + strength_prior * magnitude + smoothness_prior * smooth
             loss.backward()
             return loss
 
         optimizer.step(closure)
-        return (free * self.visible).detach()
+        return d_mm.new_zeros(h * w).index_copy(0, texel, free.detach()).view(h, w)
 
 
 def _data_weight(obs: UVObservation, base: np.ndarray) -> np.ndarray:

@@ -47,8 +47,9 @@ def project(points_cam: torch.Tensor, focal_px: float, principal_px: tuple[float
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals ``[V, 3]`` of a triangle mesh (counter-clockwise = outward)."""
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
+    # index_select: several times faster than advanced indexing on CPU, forward and backward.
+    a, b, c = (vertices.index_select(0, triangles[:, i]) for i in range(3))
     face_n = torch.cross(b - a, c - a, dim=-1)
     normals = torch.zeros_like(vertices).index_add_(0, triangles.reshape(-1),
-                                                    face_n.repeat_interleave(3, 0))
+                                                    face_n.unsqueeze(1).expand(-1, 3, -1).reshape(-1, 3))
     return normals / (normals.norm(dim=-1, keepdim=True) + 1e-12)

@@ -87,58 +87,70 @@ def _instances(pos, tri, ranges):
 def _visible_triangles(pos, tri, pos_b, img_b, tri_ids, num_images, height, width):
     """Nearest triangle per pixel. Returns covered flat pixel indices ``[M]`` (into
     ``num_images * H * W``) and the winning instance index ``[M]`` for each."""
-    verts = pos[pos_b.unsqueeze(1), tri[tri_ids]].double()            # [N, 3, 4]
-    w = verts[..., 3]
-    valid = (w > 0).all(dim=1)
-    ndc = verts[..., :3] / torch.where(w > 0, w, torch.ones_like(w)).unsqueeze(-1)
+    # Project and snap each vertex once (a vertex is shared by ~6 triangles), then gather
+    # the snapped corners: the same float64 arithmetic as per corner, so the same results.
+    # (index_select throughout: advanced indexing is several times slower on CPU.)
+    pos = pos.double()
+    w = pos[..., 3]
+    ndc = pos[..., :3] / torch.where(w > 0, w, torch.ones_like(w)).unsqueeze(-1)
     scale = ndc.new_tensor([width * 0.5 * SUBPIXEL, height * 0.5 * SUBPIXEL])
     sub = torch.round((ndc[..., :2] + 1.0) * scale).clamp(-_COORD_LIMIT, _COORD_LIMIT).long()
-    sx, sy, zn = sub[..., 0], sub[..., 1], ndc[..., 2]
+    sub, zn_v, w_ok = sub.reshape(-1, 2), ndc[..., 2].reshape(-1), (w > 0).reshape(-1)
+    corner = pos_b.unsqueeze(1) * pos.shape[1] + tri.index_select(0, tri_ids)   # [N, 3]
 
-    area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
+    # Pixel-centre bounding box: centres sit at (p + 0.5) * SUBPIXEL. At mesh densities near
+    # one triangle per pixel most boxes hold no pixel centre; those triangles are culled
+    # here, before any further per-triangle work.
+    x0, x1, y0, y1 = _pixel_box(sub, corner, height, width)
+    valid = w_ok[corner[:, 0]] & w_ok[corner[:, 1]] & w_ok[corner[:, 2]]
+    idx = (valid & (x0 <= x1) & (y0 <= y1)).nonzero().squeeze(1)
+    corner = corner.index_select(0, idx)
+    x0, x1, y0, y1 = (t.index_select(0, idx) for t in (x0, x1, y0, y1))
+
+    (sx0, sy0), (sx1, sy1), (sx2, sy2) = (sub.index_select(0, corner[:, i]).unbind(1) for i in range(3))
+    z0, z1, z2 = (zn_v.index_select(0, corner[:, i]) for i in range(3))
+    area = (sx1 - sx0) * (sy2 - sy0) - (sy1 - sy0) * (sx2 - sx0)
     # Both windings rasterize (nvdiffrast does no culling): reorder clockwise triangles to
     # counter-clockwise so one top-left rule serves all.
     flip = area < 0
-    order = torch.tensor([[0, 1, 2], [0, 2, 1]], device=pos.device)[flip.long()]
-    sx, sy, zn = sx.gather(1, order), sy.gather(1, order), zn.gather(1, order)
+    sx1, sx2 = torch.where(flip, sx2, sx1), torch.where(flip, sx1, sx2)
+    sy1, sy2 = torch.where(flip, sy2, sy1), torch.where(flip, sy1, sy2)
+    z1, z2 = torch.where(flip, z2, z1), torch.where(flip, z1, z2)
     area = area.abs()
-
-    # Pixel-centre bounding box: centres sit at (p + 0.5) * SUBPIXEL.
-    half = SUBPIXEL // 2
-    x0 = _ceil_div(sx.min(1).values - half, SUBPIXEL).clamp(min=0)
-    x1 = torch.div(sx.max(1).values - half, SUBPIXEL, rounding_mode="floor").clamp(max=width - 1)
-    y0 = _ceil_div(sy.min(1).values - half, SUBPIXEL).clamp(min=0)
-    y1 = torch.div(sy.max(1).values - half, SUBPIXEL, rounding_mode="floor").clamp(max=height - 1)
-    keep = valid & (area > 0) & (x0 <= x1) & (y0 <= y1)
-    keep &= (zn.min(1).values <= 1.0) & (zn.max(1).values >= -1.0)
-    idx = keep.nonzero().squeeze(1)
-    sx, sy, zn, x0, x1, y0, y1 = (t[idx] for t in (sx, sy, zn, x0, x1, y0, y1))
+    keep = ((area > 0) & (torch.minimum(torch.minimum(z0, z1), z2) <= 1.0)
+            & (torch.maximum(torch.maximum(z0, z1), z2) >= -1.0))
+    kept = keep.nonzero().squeeze(1)
+    idx = idx.index_select(0, kept)
+    sx0, sx1, sx2, sy0, sy1, sy2, z0, z1, z2, x0, x1, y0, y1, area = (
+        t.index_select(0, kept) for t in (sx0, sx1, sx2, sy0, sy1, sy2, z0, z1, z2, x0, x1, y0, y1, area))
 
     # Edge e is opposite vertex e: from vertex e+1 to vertex e+2. E = d x (P - a).
-    a, b = [1, 2, 0], [2, 0, 1]
-    dx, dy = sx[:, b] - sx[:, a], sy[:, b] - sy[:, a]                   # [n, 3]
+    sx, sy = torch.stack([sx0, sx1, sx2], 1), torch.stack([sy0, sy1, sy2], 1)   # [n, 3]
+    ax, ay = torch.stack([sx1, sx2, sx0], 1), torch.stack([sy1, sy2, sy0], 1)
+    dx, dy = torch.stack([sx2, sx0, sx1], 1) - ax, torch.stack([sy2, sy0, sy1], 1) - ay
+    half = SUBPIXEL // 2
     px0 = (x0 * SUBPIXEL + half).unsqueeze(1)
     py0 = (y0 * SUBPIXEL + half).unsqueeze(1)
     top_left = (dy < 0) | ((dy == 0) & (dx < 0))
     # Integer edge values: E > 0 inside; on the edge (E == 0) only top-left edges own the
     # pixel, so subtract 1 elsewhere and test E >= 0.
-    e_origin = dx * (py0 - sy[:, a]) - dy * (px0 - sx[:, a]) - (~top_left).long()
+    e_origin = dx * (py0 - ay) - dy * (px0 - ax) - (~top_left).long()
 
     # Depth plane z/w(P) through the snapped vertices, in float64.
     fx, fy = sx.double(), sy.double()
-    ex1, ey1, ez1 = fx[:, 1] - fx[:, 0], fy[:, 1] - fy[:, 0], zn[:, 1] - zn[:, 0]
-    ex2, ey2, ez2 = fx[:, 2] - fx[:, 0], fy[:, 2] - fy[:, 0], zn[:, 2] - zn[:, 0]
-    det = area[idx].double()
+    ex1, ey1, ez1 = fx[:, 1] - fx[:, 0], fy[:, 1] - fy[:, 0], z1 - z0
+    ex2, ey2, ez2 = fx[:, 2] - fx[:, 0], fy[:, 2] - fy[:, 0], z2 - z0
+    det = area.double()
     gx, gy = (ez1 * ey2 - ez2 * ey1) / det, (ex1 * ez2 - ex2 * ez1) / det
-    z_origin = zn[:, 0] + gx * (px0[:, 0] - fx[:, 0]) + gy * (py0[:, 0] - fy[:, 0])
+    z_origin = z0 + gx * (px0[:, 0] - fx[:, 0]) + gy * (py0[:, 0] - fy[:, 0])
 
     # Sort triangles by bucket so each bucket, and each chunk of it, is a contiguous slice.
     bucket = _log2_ceil(x1 - x0 + 1) * 32 + _log2_ceil(y1 - y0 + 1)
     bucket, perm = bucket.sort()
     edge = torch.stack([e_origin, -dy * SUBPIXEL, dx * SUBPIXEL], 2)     # [n, 3 edges, 3]
     depth = torch.stack([z_origin, gx * SUBPIXEL, gy * SUBPIXEL], 1)
-    origin = (img_b[idx] * height + y0) * width + x0
-    setup = _Setup(edge[perm], depth[perm], torch.stack([origin, idx], 1)[perm], x0[perm], y0[perm])
+    origin = (img_b.index_select(0, idx) * height + y0) * width + x0
+    setup = _Setup(*(t.index_select(0, perm) for t in (edge, depth, torch.stack([origin, idx], 1), x0, y0)))
 
     keys = torch.full((num_images * height * width,), _EMPTY_KEY, dtype=torch.long, device=pos.device)
     groups, counts = torch.unique_consecutive(bucket, return_counts=True)
@@ -156,7 +168,7 @@ def _visible_triangles(pos, tri, pos_b, img_b, tri_ids, num_images, height, widt
         start += count
 
     covered = (keys != _EMPTY_KEY).nonzero().squeeze(1)
-    winner = keys[covered] & 0xFFFFFFFF
+    winner = keys.index_select(0, covered) & 0xFFFFFFFF
     return covered, winner
 
 
@@ -182,9 +194,9 @@ def _scatter_fragments(keys, s: _Setup, lo, hi, row0, rows, grid_w, height, widt
         inside &= edge[:, e, 0] + edge[:, e, 2] * oy + edge[:, e, 1] * ox >= 0
     t, fy, fx = inside.nonzero().unbind(1)
     t, fy = t + lo, fy + row0
-    plane = s.depth[t]
+    plane = s.depth.index_select(0, t)
     depth = plane[:, 0] + plane[:, 1] * fx + plane[:, 2] * fy
-    ids = s.ids[t]
+    ids = s.ids.index_select(0, t)
     pixel = ids[:, 0] + fy * width + fx
     # Nearest depth wins; equal depths go to the lower triangle index. Fragments beyond the
     # near/far planes get the empty key, which never wins.
@@ -196,7 +208,9 @@ def _scatter_fragments(keys, s: _Setup, lo, hi, row0, rows, grid_w, height, widt
 def _fill(pos, tri, pos_b, tri_ids, pixel, winner, num_images, height, width, grad_db):
     """Differentiable rast / rast_db for covered pixels ``pixel`` drawn by instances ``winner``."""
     # index_select on a flat view: its backward (index_add) is much faster than index_put's.
-    flat = (pos_b[winner].unsqueeze(1) * pos.shape[1] + tri[tri_ids[winner]]).reshape(-1)
+    tri_winner = tri_ids.index_select(0, winner)
+    flat = (pos_b.index_select(0, winner).unsqueeze(1) * pos.shape[1]
+            + tri.index_select(0, tri_winner)).reshape(-1)
     verts = pos.reshape(-1, 4).index_select(0, flat).view(-1, 3, 4)   # [M, 3, 4]
     col = pixel % width
     row = torch.div(pixel, width, rounding_mode="floor") % height
@@ -211,7 +225,7 @@ def _fill(pos, tri, pos_b, tri_ids, pixel, winner, num_images, height, width, gr
     s = torch.where(s == 0, torch.ones_like(s), s)
     bary = c / s
     zw = ((bary * z).sum(1) / (bary * w).sum(1)).detach()
-    tri_id = (tri_ids[winner] + 1).to(pos.dtype)
+    tri_id = (tri_winner + 1).to(pos.dtype)
     values = torch.stack([bary[:, 0], bary[:, 1], zw, tri_id], 1)
     total = num_images * height * width
     rast = pos.new_zeros(total, 4).index_copy(0, pixel, values)
@@ -227,6 +241,22 @@ def _fill(pos, tri, pos_b, tri_ids, pixel, winner, num_images, height, width, gr
     rast_db = pos.new_zeros(total, 4).index_copy(0, pixel, db)
     shape = (num_images, height, width, 4)
     return rast.view(shape), rast_db.view(shape)
+
+
+def _pixel_box(sub, corner, height, width):
+    """Pixel-centre bounding box ``(x0, x1, y0, y1)``, each ``[N]`` int64 clamped to the
+    image (empty when ``x0 > x1`` or ``y0 > y1``), of triangles ``corner [N, 3]`` (vertex
+    rows of ``sub [V, 2]``, snapped subpixel coordinates). Pixel centres sit at
+    ``(p + 0.5) * SUBPIXEL``."""
+    half = SUBPIXEL // 2
+    (ax, ay), (bx, by), (cx, cy) = (sub.index_select(0, corner[:, i]).unbind(1) for i in range(3))
+    lo_x, hi_x = torch.minimum(torch.minimum(ax, bx), cx), torch.maximum(torch.maximum(ax, bx), cx)
+    lo_y, hi_y = torch.minimum(torch.minimum(ay, by), cy), torch.maximum(torch.maximum(ay, by), cy)
+    x0 = _ceil_div(lo_x - half, SUBPIXEL).clamp(min=0)
+    x1 = torch.div(hi_x - half, SUBPIXEL, rounding_mode="floor").clamp(max=width - 1)
+    y0 = _ceil_div(lo_y - half, SUBPIXEL).clamp(min=0)
+    y1 = torch.div(hi_y - half, SUBPIXEL, rounding_mode="floor").clamp(max=height - 1)
+    return x0, x1, y0, y1
 
 
 def _ceil_div(a: torch.Tensor, d: int) -> torch.Tensor:

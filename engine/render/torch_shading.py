@@ -38,13 +38,13 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor,
     flat_rast = rast.reshape(-1, 4)
     tri_index = flat_rast[:, 3].detach().long() - 1
     pixel = (tri_index >= 0).nonzero().squeeze(1)
-    vert = tri.long()[tri_index[pixel]]                                     # [M, 3]
+    vert = tri.long().index_select(0, tri_index.index_select(0, pixel))     # [M, 3]
     if attr.dim() == 3 and attr.shape[0] > 1:
         image = torch.div(pixel, height * width, rounding_mode="floor")
         vert = vert + (image * attr.shape[1]).unsqueeze(1)
     # index_select on a flat view: its backward (index_add) is much faster than index_put's.
     corners = attr.reshape(-1, channels).index_select(0, vert.reshape(-1)).view(-1, 3, channels)
-    uv = flat_rast[pixel, :2]
+    uv = flat_rast.index_select(0, pixel)[:, :2]
     u, v = uv[:, :1], uv[:, 1:]
     a0, a1, a2 = corners.unbind(1)
     values = a2 + u * (a0 - a2) + v * (a1 - a2)
@@ -57,7 +57,7 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor,
         return out, out.new_zeros(batch, height, width, 0)
     if rast_db is None:
         raise ValueError("interpolate: diff_attrs needs rast_db, the second output of rasterize")
-    db = rast_db.reshape(-1, 4)[pixel]
+    db = rast_db.reshape(-1, 4).index_select(0, pixel)
     ds_du, ds_dv = (a0 - a2)[:, selected], (a1 - a2)[:, selected]           # [M, K]
     d_dx = db[:, 0:1] * ds_du + db[:, 2:3] * ds_dv
     d_dy = db[:, 1:2] * ds_du + db[:, 3:4] * ds_dv
@@ -128,7 +128,7 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
     if filter_mode == "nearest":
         col, ok_u = _texel_index(torch.floor(u.detach() * tex_w).long(), tex_w, boundary_mode)
         row, ok_v = _texel_index(torch.floor(v.detach() * tex_h).long(), tex_h, boundary_mode)
-        out = flat_tex[base + row * tex_w + col]
+        out = _gather_texels(flat_tex, base + row * tex_w + col)
         return out * (ok_u & ok_v).unsqueeze(-1).to(out.dtype)
 
     x, y = u * tex_w - 0.5, v * tex_h - 0.5
@@ -143,12 +143,18 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
 
     def fetch(r, c):
         (row, ok_r), (col, ok_c) = rows[r], cols[c]
-        value = flat_tex[base + row * tex_w + col]
+        value = _gather_texels(flat_tex, base + row * tex_w + col)
         return value * (ok_r & ok_c).unsqueeze(-1).to(value.dtype)
 
     top = fetch(0, 0) + fx * (fetch(0, 1) - fetch(0, 0))
     bottom = fetch(1, 0) + fx * (fetch(1, 1) - fetch(1, 0))
     return top + fy * (bottom - top)
+
+
+def _gather_texels(flat_tex: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``flat_tex [N, C]`` rows at ``index [...]`` -> ``[..., C]``. index_select rather than
+    advanced indexing: its backward (index_add) is much faster than index_put's."""
+    return flat_tex.index_select(0, index.reshape(-1)).view(*index.shape, flat_tex.shape[-1])
 
 
 def _texel_index(i: torch.Tensor, size: int, boundary_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
