@@ -63,3 +63,23 @@ def fit_lighting(normals_cam: np.ndarray, colors_linear: np.ndarray, weights: np
     res = np.linalg.norm(basis @ prod - col, axis=1)
     rms = float(np.sqrt((res ** 2 * sw).sum() / sw.sum()))
     return LightingFit(sh=sh.astype(np.float32), base_albedo=albedo.astype(np.float32), residual_rms=rms)
+
+
+def shading_free_albedo(albedo: np.ndarray, skin: np.ndarray,
+                        feature_ratio: tuple[float, float] = (0.6, 1.6)) -> np.ndarray:
+    """Per-vertex albedo ``[V, 3]`` with the luminance of the skin made constant.
+
+    The light is white, so shading changes a skin point's brightness, not its chromaticity.
+    A de-lit albedo taken from the photo through the coarse head still holds the shading of
+    every shape the coarse head lacks; analysis-by-synthesis against it could not see those
+    shapes. Here skin vertices (``skin [V]`` bool) keep their chromaticity (redness, tan) and
+    take the median skin luminance, so brightness variations are left to geometry. Vertices
+    far darker or brighter than the skin (ratio to the median outside ``feature_ratio``:
+    brows, moles, stubble) are colour features and keep their albedo.
+    """
+    albedo = np.asarray(albedo, np.float32)
+    luminance = albedo.mean(1, keepdims=True)
+    median = float(np.median(luminance[skin]))
+    ratio = luminance[:, 0] / max(median, 1e-6)
+    flat = skin & (ratio > feature_ratio[0]) & (ratio < feature_ratio[1])
+    return np.where(flat[:, None], albedo / np.maximum(luminance, 1e-6) * median, albedo).astype(np.float32)

@@ -29,7 +29,7 @@ from .geometry import vertex_normals
 from .head_model import HeadModel, load_head_model
 from .image_io import Photo, load_photo
 from .landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
-from .lighting import LightingFit, fit_lighting
+from .lighting import LightingFit, fit_lighting, shading_free_albedo
 from .multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
 from .mesh_ops import smooth_weighted, vertex_adjacency, vertex_uvs
 from .progress import Progress, ProgressCallback
@@ -56,8 +56,8 @@ class QualitySettings:
 
 
 QUALITY = {
-    "fast": QualitySettings(400, 60, 256, 128, 512, 40, 2),
-    "high": QualitySettings(600, 150, 384, 128, 1024, 80, 2),
+    "fast": QualitySettings(400, 40, 256, 64, 512, 40, 2),
+    "high": QualitySettings(600, 100, 384, 64, 1024, 80, 2),
 }
 
 
@@ -327,8 +327,9 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     ref = reference_view([p.camera.rotation for p in coarse.views])
     records = tuple(ViewRecord(image_path=v.photo.path, used=True, camera=p.camera,
                                expression=p.expression, sh_lighting=lt.sh,
-                               landmarks=v.landmarks.points[:, :2].astype(np.float32))
-                    for v, p, lt in zip(inputs, coarse.views, lightings))
+                               landmarks=v.landmarks.points[:, :2].astype(np.float32),
+                               displacement_map=d.astype(np.float32))
+                    for v, p, lt, d in zip(inputs, coarse.views, lightings, displacements))
     per_view = [{"index": v.index, "landmark_rms_px": p.landmark_rms_px,
                  "photometric_error": {"coarse": b, "mid": a},
                  "lighting_residual_rms": lt.residual_rms}
@@ -359,8 +360,9 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
 
 def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarray, view: View,
               linear: np.ndarray) -> tuple[LightingFit, np.ndarray]:
-    """SH lighting of one photo and a low-pass albedo per vertex ``[V, 3]`` (linear RGB),
-    from the coarse head ``verts`` seen through ``view``."""
+    """SH lighting of one photo and a low-pass albedo per vertex ``[V, 3]`` (linear RGB,
+    skin luminance flattened: lighting.shading_free_albedo), from the coarse head ``verts``
+    seen through ``view``."""
     camera = view.camera
     v_t = torch.as_tensor(verts)
     tri_t = torch.as_tensor(tris)
@@ -373,7 +375,8 @@ def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarr
     lighting = fit_lighting(normals, colours, weight)
     delit = colours / np.maximum(irradiance(normals, lighting.sh), 0.05)
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
-    return lighting, vertex_albedo
+    skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
+    return lighting, shading_free_albedo(vertex_albedo, skin)
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)

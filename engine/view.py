@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,10 +81,18 @@ def crop_photo(photo: np.ndarray, view: View) -> torch.Tensor:
     """Resample the ``[H, W, 3]`` photo into the view's crop, ``[size, size, 3]`` float32.
 
     Bilinear, with the photo's pixel centres at integer + 0.5; outside the photo is black.
+    When the crop is smaller than the face in the photo (large photos), the photo is first
+    area-averaged to about the crop's scale, so the crop is not aliased.
     """
-    img = torch.as_tensor(photo, dtype=torch.float32).permute(2, 0, 1)[None]
     h, w = photo.shape[:2]
     x0, y0, side = view.box
+    shrink = side / view.size
+    if shrink > 1.5:
+        # Normalised grid coordinates span the whole photo at any resolution: only the
+        # pixel count changes.
+        photo = cv2.resize(np.ascontiguousarray(photo, np.float32),
+                           (max(1, round(w / shrink)), max(1, round(h / shrink))), interpolation=cv2.INTER_AREA)
+    img = torch.as_tensor(photo, dtype=torch.float32).permute(2, 0, 1)[None]
     centres = (torch.arange(view.size, dtype=torch.float32) + 0.5) * side / view.size
     gx = (x0 + centres) / w * 2 - 1
     gy = (y0 + centres) / h * 2 - 1

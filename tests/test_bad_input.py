@@ -197,3 +197,21 @@ def test_failed_save_leaves_the_earlier_result_untouched(result, tmp_path, monke
     with pytest.raises(EngineError):
         result.save(tmp_path / "new" / "result")
     assert (tmp_path / "new").exists() and not (tmp_path / "new" / "result").exists()
+
+
+def test_large_photo_crops_are_not_aliased():
+    """A face many times larger than the fitting crop (a huge photo) is area-averaged, not
+    point-sampled: 1-px stripes come out as their mean grey, not as stripes."""
+    from engine.result import Camera
+    from engine.view import View, crop_photo
+
+    stripes = np.zeros((4000, 4000, 3), np.float32)
+    stripes[:, ::2] = 1.0
+    cam = Camera(rotation=np.eye(3), translation=np.zeros(3), focal_px=4000.0,
+                 principal_px=(2000.0, 2000.0), image_size=(4000, 4000))
+    crop = crop_photo(stripes, View(camera=cam, box=(1000.3, 1000.0, 2000.0), size=256)).numpy()
+    assert crop.shape == (256, 256, 3)
+    assert abs(crop.mean() - 0.5) < 0.02 and crop.std() < 0.05
+    # At the photo's own scale the stripes stay.
+    sharp = crop_photo(stripes, View(camera=cam, box=(1000.0, 1000.0, 256.0), size=256)).numpy()
+    assert sharp.std() > 0.45
