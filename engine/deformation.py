@@ -42,13 +42,11 @@ class DeformationWeights:
 class DeformationFit:
     """Attributes:
         deformation_map: ``[R, R, 3]`` float32 model-space offsets in metres (UV layout).
-        vertex_offsets: ``[V, 3]`` float32 the map sampled at the vertices (metres).
         photometric_before: per view, robust photometric error of the coarse head.
         photometric_after: per view, the same error after the fit.
     """
 
     deformation_map: np.ndarray
-    vertex_offsets: np.ndarray
     photometric_before: tuple[float, ...]
     photometric_after: tuple[float, ...]
 
@@ -166,11 +164,10 @@ def fit_deformation(ctx, triangles: np.ndarray, vertex_uv: np.ndarray, views: Se
     param = torch.zeros(resolution, resolution, 3, dtype=dt, requires_grad=True)
     opt = torch.optim.Adam([param], lr=0.05)
 
-    scale = None if vertex_weight is None else torch.as_tensor(vertex_weight, dtype=dt)[:, None]
+    scale = None if vertex_weight is None else torch.as_tensor(vertex_weight, dtype=dt)
 
     def offsets():
-        off = sample_map(param * unit, uv)
-        return off if scale is None else off * scale
+        return _offsets(param * unit, uv, scale)
 
     def priors() -> tuple[torch.Tensor, torch.Tensor]:
         dx = param[:, 1:] - param[:, :-1]
@@ -201,5 +198,20 @@ def fit_deformation(ctx, triangles: np.ndarray, vertex_uv: np.ndarray, views: Se
         off = offsets()
         after = tuple(float(t.photometric(t.v0 + off)) for t in terms)
     return DeformationFit(deformation_map=(param.detach() * unit).numpy().astype(np.float32),
-                          vertex_offsets=off.numpy().astype(np.float32),
                           photometric_before=before, photometric_after=after)
+
+
+def _offsets(deformation_map: torch.Tensor, vertex_uv: torch.Tensor,
+             vertex_weight: Optional[torch.Tensor]) -> torch.Tensor:
+    off = sample_map(deformation_map, vertex_uv)
+    return off if vertex_weight is None else off * vertex_weight[:, None]
+
+
+def sample_deformation(deformation_map: np.ndarray, vertex_uv: np.ndarray,
+                       vertex_weight: Optional[np.ndarray] = None) -> np.ndarray:
+    """``[V, 3]`` float32 vertex offsets (metres) of any mesh in the head's UV layout (e.g. a
+    finer subdivision than the one fitted), from ``deformation_map [R, R, 3]`` sampled at
+    ``vertex_uv [V, 2]``, times the optional ``vertex_weight [V]`` (as in fit_deformation)."""
+    t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731
+    with torch.no_grad():
+        return _offsets(t(deformation_map), t(vertex_uv), t(vertex_weight)).numpy()

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import render
 from .albedo import estimate_albedo, srgb_to_linear
 from .coarse import default_focal_px, fit_coarse
-from .deformation import DeformationView, LandmarkTarget, fit_deformation
+from .deformation import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
 from .displacement import detail_normals, fit_displacement
 from .errors import DeviceError, EngineError, NoFaceError
 from .geometry import vertex_normals
@@ -53,11 +53,12 @@ class QualitySettings:
     uv_size: int                # side of the displacement and albedo maps, texels
     high_iterations: int
     subdivision: int            # Catmull-Clark levels applied to the head model
+    mid_subdivision: int        # levels of the head on which lighting and the mid level are fitted
 
 
 QUALITY = {
-    "fast": QualitySettings(400, 40, 256, 64, 512, 40, 2),
-    "high": QualitySettings(600, 100, 384, 64, 1024, 80, 2),
+    "fast": QualitySettings(400, 40, 256, 64, 512, 40, 2, 1),
+    "high": QualitySettings(600, 100, 384, 64, 1024, 80, 2, 2),
 }
 
 
@@ -267,41 +268,47 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
                         settings.coarse_iterations, progress=prog.sub("Fitting head shape", 0.0, 1.0))
     mark("coarse")
 
-    head = model.subdivided(settings.subdivision)
-    tris = head.triangles()
-    adjacency = vertex_adjacency(tris, head.n_vertices)
-    lm_use = head.landmark_weights > 0
-    vuv = vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
+    # Lighting and the mid level are fitted on a coarser subdivision (fit_head) than the
+    # result's (head): the 64² map varies more slowly than either mesh's vertices.
+    fit_head = model.subdivided(settings.mid_subdivision)
+    fit_tris = fit_head.triangles()
+    adjacency = vertex_adjacency(fit_tris, fit_head.n_vertices)
+    lm_use = fit_head.landmark_weights > 0
     fits, lightings = [], []
     for v, pose in zip(inputs, coarse.views):
         prog.update(stage_name("Estimating lighting", v.index, count))
-        verts = head.shape(coarse.identity, pose.expression)
+        verts = fit_head.shape(coarse.identity, pose.expression)
         view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
-        lighting, vertex_albedo = _lighting(ctx, head, tris, adjacency, verts, view, v.linear)
+        lighting, vertex_albedo = _lighting(ctx, fit_head, fit_tris, adjacency, verts, view, v.linear)
         target = LandmarkTarget(points_px=v.landmarks.points[lm_use, :2],
-                                triangles=tris[head.landmark_faces[lm_use]],
-                                barycentrics=head.landmark_barycentrics[lm_use],
-                                weights=head.landmark_weights[lm_use])
+                                triangles=fit_tris[fit_head.landmark_faces[lm_use]],
+                                barycentrics=fit_head.landmark_barycentrics[lm_use],
+                                weights=fit_head.landmark_weights[lm_use])
         fits.append(DeformationView(verts, view, crop_photo(v.linear, view),
                                     skin_mask(v.landmarks.points, view), vertex_albedo, lighting.sh,
                                     target))
         lightings.append(lighting)
     mark("lighting")
 
-    mid = fit_deformation(ctx, tris, vuv, fits, resolution=settings.deformation_size,
-                          iterations=settings.mid_iterations,
-                          vertex_weight=(~head.regions["eyeballs"]).astype(np.float32),
+    mid = fit_deformation(ctx, fit_tris, _vertex_uvs(fit_head), fits,
+                          resolution=settings.deformation_size, iterations=settings.mid_iterations,
+                          vertex_weight=_deformable(fit_head),
                           progress=prog.sub("Fitting mid-frequency detail", 0.0, 1.0))
+    head = model.subdivided(settings.subdivision)
+    tris = head.triangles()
+    vuv = _vertex_uvs(head)
+    mid_offsets = sample_deformation(mid.deformation_map, vuv, _deformable(head))
+    posed = [head.shape(coarse.identity, pose.expression) for pose in coarse.views]
     mark("mid")
 
     uv_tris = triangulate(head.face_uvs)
     uv_raster = rasterize_uv(head.uvs, uv_tris, (settings.uv_size, settings.uv_size))
     mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
     displacements, visibilities, albedos, confidences = [], [], [], []
-    for v, pose, fit, lighting in zip(inputs, coarse.views, fits, lightings):
+    for v, pose, verts, lighting in zip(inputs, coarse.views, posed, lightings):
         prog.update(stage_name("Unwrapping texture", v.index, count))
         detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
-        obs = observe(ctx, v.linear, fit.vertices + mid.vertex_offsets, tris, head.uvs, uv_tris,
+        obs = observe(ctx, v.linear, verts + mid_offsets, tris, head.uvs, uv_tris,
                       uv_raster, mirror, detail_view,
                       skin=skin_mask(v.landmarks.points, detail_view, feather=0.01))
         stage = stage_name("Fitting high-frequency detail", v.index, count)
@@ -337,7 +344,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
                                           mid.photometric_after)]
     pose = coarse.views[ref]
     result = FaceReconstruction(
-        vertices=fits[ref].vertices.astype(np.float32), mid_offsets=mid.vertex_offsets,
+        vertices=posed[ref].astype(np.float32), mid_offsets=mid_offsets,
         faces=head.faces, uvs=head.uvs, face_uvs=head.face_uvs, deformation_map=mid.deformation_map,
         displacement_map=displacement.astype(np.float32), albedo=albedo.astype(np.float32),
         albedo_confidence=confidence.astype(np.float32), camera=pose.camera,
@@ -377,6 +384,15 @@ def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarr
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
     skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
     return lighting, shading_free_albedo(vertex_albedo, skin)
+
+def _vertex_uvs(head: HeadModel) -> np.ndarray:
+    return vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
+
+
+def _deformable(head: HeadModel) -> np.ndarray:
+    """``[V]`` float32 weight of the mid-level offsets: 0 keeps the eyeballs rigid."""
+    return (~head.regions["eyeballs"]).astype(np.float32)
+
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)

@@ -217,7 +217,7 @@ def test_fused_maps_are_sane(multi_run):
 @pytest.fixture
 def cheap_quality(monkeypatch):
     """Fewer iterations and smaller maps for the tests that only compare runs."""
-    monkeypatch.setitem(QUALITY, "fast", QUALITY["fast"].__class__(200, 15, 192, 64, 128, 10, 1))
+    monkeypatch.setitem(QUALITY, "fast", QUALITY["fast"].__class__(200, 15, 192, 64, 128, 10, 1, 1))
 
 
 def test_order_of_photos_does_not_change_the_shape(known_set, cheap_quality):
