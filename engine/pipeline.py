@@ -23,7 +23,7 @@ from . import render
 from .albedo import estimate_albedo, srgb_to_linear
 from .coarse import default_focal_px, fit_coarse
 from .deformation import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
-from .displacement import detail_normals, fit_displacement
+from .displacement import detail_normals, fit_displacement, lowpass_albedo, shading_error
 from .errors import DeviceError, EngineError, NoFaceError
 from .geometry import vertex_normals
 from .head_model import HeadModel, load_head_model
@@ -304,7 +304,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     uv_tris = triangulate(head.face_uvs)
     uv_raster = rasterize_uv(head.uvs, uv_tris, (settings.uv_size, settings.uv_size))
     mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
-    displacements, visibilities, albedos, confidences = [], [], [], []
+    displacements, visibilities, albedos, confidences, shading_errors = [], [], [], [], []
     for v, pose, verts, lighting in zip(inputs, coarse.views, posed, lightings):
         prog.update(stage_name("Unwrapping texture", v.index, count))
         detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
@@ -312,8 +312,12 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
                       uv_raster, mirror, detail_view,
                       skin=skin_mask(v.landmarks.points, detail_view, feather=0.01))
         stage = stage_name("Fitting high-frequency detail", v.index, count)
-        displacements.append(fit_displacement(obs, lighting.sh, iterations=settings.high_iterations,
+        smooth_albedo = lowpass_albedo(obs, lighting.sh)
+        displacements.append(fit_displacement(obs, lighting.sh, smooth_albedo,
+                                              iterations=settings.high_iterations,
                                               progress=prog.sub(stage, 0.0, 1.0)))
+        shading_errors.append({"mid": shading_error(obs, lighting.sh, smooth_albedo),
+                               "high": shading_error(obs, lighting.sh, smooth_albedo, displacements[-1])})
         visibilities.append(obs.visibility)
         prog.update(stage_name("Estimating albedo", v.index, count))
         albedo, confidence = estimate_albedo(obs, lighting.sh,
@@ -338,10 +342,10 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
                                displacement_map=d.astype(np.float32))
                     for v, p, lt, d in zip(inputs, coarse.views, lightings, displacements))
     per_view = [{"index": v.index, "landmark_rms_px": p.landmark_rms_px,
-                 "photometric_error": {"coarse": b, "mid": a},
+                 "photometric_error": {"coarse": b, "mid": a}, "uv_shading_error": e,
                  "lighting_residual_rms": lt.residual_rms}
-                for v, p, lt, b, a in zip(inputs, coarse.views, lightings, mid.photometric_before,
-                                          mid.photometric_after)]
+                for v, p, lt, b, a, e in zip(inputs, coarse.views, lightings, mid.photometric_before,
+                                             mid.photometric_after, shading_errors)]
     pose = coarse.views[ref]
     result = FaceReconstruction(
         vertices=posed[ref].astype(np.float32), mid_offsets=mid_offsets,
@@ -358,6 +362,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
             "landmark_rms_px": pose.landmark_rms_px,
             "photometric_error": {"coarse": float(np.mean(mid.photometric_before)),
                                   "mid": float(np.mean(mid.photometric_after))},
+            "uv_shading_error": {k: float(np.mean([e[k] for e in shading_errors])) for k in ("mid", "high")},
             "lighting_residual_rms": lightings[ref].residual_rms, "timings_s": timings,
             "views": per_view,
         })

@@ -76,6 +76,14 @@ def test_mid_level_improves_the_photometric_fit(astronaut_run):
     assert 0.05 < rms_mm < 5.0 and np.abs(res.mid_offsets).max() < 0.015
 
 
+def test_high_level_improves_the_shading_fit(astronaut_run):
+    """In UV space, the detail normals of the displacement map explain more of the photo's
+    shading than the smooth coarse+mid normals (measured 0.058 -> 0.051)."""
+    _, _, res = astronaut_run
+    err = res.metadata["uv_shading_error"]
+    assert err["high"] < 0.95 * err["mid"]
+
+
 def test_high_level_holds_fine_detail_on_the_face_only(astronaut_run):
     _, _, res = astronaut_run
     d = res.displacement_map
