@@ -43,3 +43,15 @@ def vertex_uvs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray, num_ver
     flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
     out[flat_v[::-1]] = uvs[flat_t[::-1]]   # reversed so the first corner wins
     return out
+
+
+def seam_uv_pairs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray) -> np.ndarray:
+    """``[P, 2, 2]`` float32: for each vertex on a UV seam, its first UV (as
+    :func:`vertex_uvs`) paired with each of its other UVs. A UV map meant as one continuous
+    field on the surface must agree at both UVs of a pair."""
+    flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
+    pairs = np.unique(np.stack([flat_v, flat_t], 1), axis=0)          # distinct (vertex, uv)
+    first = np.full(flat_v.max() + 1, -1, np.int64)
+    first[flat_v[::-1]] = flat_t[::-1]
+    other = pairs[pairs[:, 1] != first[pairs[:, 0]]]
+    return np.stack([uvs[first[other[:, 0]]], uvs[other[:, 1]]], 1).astype(np.float32)

@@ -31,7 +31,7 @@ from .image_io import Photo, load_photo
 from .landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
 from .lighting import LightingFit, fit_lighting, shading_free_albedo
 from .multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
-from .mesh_ops import smooth_weighted, vertex_adjacency, vertex_uvs
+from .mesh_ops import seam_uv_pairs, smooth_weighted, vertex_adjacency, vertex_uvs
 from .progress import Progress, ProgressCallback
 from .result import FaceReconstruction, ViewRecord, triangulate
 from .sh import irradiance
@@ -293,6 +293,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     mid = fit_deformation(ctx, fit_tris, _vertex_uvs(fit_head), fits,
                           resolution=settings.deformation_size, iterations=settings.mid_iterations,
                           vertex_weight=_deformable(fit_head),
+                          seam_uvs=seam_uv_pairs(fit_head.faces, fit_head.face_uvs, fit_head.uvs),
                           progress=prog.sub("Fitting mid-frequency detail", 0.0, 1.0))
     head = model.subdivided(settings.subdivision)
     tris = head.triangles()
