@@ -17,12 +17,17 @@ class HRN_UL_references(bpy.types.UIList):
         layout.label(text=name, icon="IMAGE_DATA")
 
 
-class HRN_PT_reconstruct(bpy.types.Panel):
-    bl_idname = "HRN_PT_reconstruct"
-    bl_label = "Reconstruct"
+class _Sidebar:
+    """Where every HRN panel lives: the 3D viewport's sidebar (N), tab "HRN"."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "HRN"
+
+
+class HRN_PT_reconstruct(_Sidebar, bpy.types.Panel):
+    bl_idname = "HRN_PT_reconstruct"
+    bl_label = "Reconstruct"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -62,12 +67,9 @@ class HRN_PT_reconstruct(bpy.types.Panel):
             layout.operator("hrn.reconstruct", icon="USER")
 
 
-class HRN_PT_detail(bpy.types.Panel):
+class HRN_PT_detail(_Sidebar, bpy.types.Panel):
     bl_idname = "HRN_PT_detail"
     bl_label = "Head Detail"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HRN"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -82,15 +84,12 @@ class HRN_PT_detail(bpy.types.Panel):
         layout.prop(obj, f'["{controls.ALBEDO_TINT}"]', text="Albedo Tint")
 
 
-class HRN_PT_views(bpy.types.Panel):
+class HRN_PT_views(_Sidebar, bpy.types.Panel):
     """One button per photo of the selected head (or of its camera): looks through that photo's
     camera with the head posed as in it; arrows step to the previous / next photo."""
 
     bl_idname = "HRN_PT_views"
     bl_label = "Views"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HRN"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
