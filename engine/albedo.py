@@ -101,7 +101,7 @@ def estimate_albedo(
     log_ratio = np.log(delit + 1e-4) - np.log(reference + 1e-4)
     keep = 1.0 - np.exp(-((colour_contrast(log_ratio, seen_weight > 0) / CHROMA_SIGMA) ** 2))
     keep *= 1.0 - highlight
-    observed = reference * np.exp(keep[..., None] * log_ratio)
+    observed = _cap_brightness(reference * np.exp(keep[..., None] * log_ratio), delit, seen_weight)
 
     trust = _smoothstep(seen_weight / FULL_TRUST_VISIBILITY)
     has_mirror = (obs.mirror[..., 0] >= 0) & (obs.mirror[..., 1] >= 0)
@@ -120,6 +120,24 @@ def estimate_albedo(
     )
     confidence = np.clip(confidence * obs.coverage, 0.0, 1.0).astype(np.float32)
     return AlbedoEstimate(linear_to_srgb(np.clip(albedo, 0.0, 1.0)), confidence)
+
+
+#: Brightest de-lit albedo kept, as a multiple of the face's median luminance. Where the
+#: surface turns away from the light (the jaw's sides, seen at a grazing angle) small errors in
+#: the normals or the lighting divide the photo by too little light; uncapped, those texels
+#: and the fill grown from them came out white.
+MAX_BRIGHTNESS = 1.6
+
+
+def _cap_brightness(albedo: np.ndarray, delit: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``albedo [H, W, 3]`` scaled down (hue kept) where its luminance exceeds
+    :data:`MAX_BRIGHTNESS` times the median luminance of ``delit`` over the texels with ``weight > 0``."""
+    luminance = albedo.mean(-1)
+    seen = weight > 0
+    if not seen.any():
+        return albedo
+    limit = MAX_BRIGHTNESS * float(np.median(delit[seen].mean(-1)))
+    return albedo * np.minimum(1.0, limit / np.maximum(luminance, 1e-6))[..., None]
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
