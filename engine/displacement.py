@@ -123,12 +123,12 @@ def lowpass_albedo(obs: UVObservation, sh: np.ndarray, *, band_sigma_m: float = 
 
 
 def shading_error(obs: UVObservation, sh: np.ndarray, albedo_linear_smooth: np.ndarray,
-                  displacement: Optional[np.ndarray] = None) -> float:
+                  normal: Optional[np.ndarray] = None) -> float:
     """Mean colour error (linear RGB) of the photo against ``albedo * irradiance(normal, sh)``
     over the seen skin texels (weighted by visibility), with the smooth (mid-level) normals,
-    or with the detail normals of ``displacement [H, W]`` (metres) when given: how much of
-    the photo's shading a level explains, in UV space."""
-    normal = obs.normal if displacement is None else detail_normals(obs, displacement)
+    or with ``normal [H, W, 3]`` when given (e.g. :func:`detail_normals` of the displacement):
+    how much of the photo's shading a level explains, in UV space."""
+    normal = obs.normal if normal is None else normal
     diff = obs.color - albedo_linear_smooth * irradiance(normal, sh)
     weight = obs.visibility * obs.seen
     return float((np.linalg.norm(diff, axis=-1) * weight).sum() / max(weight.sum(), 1e-6))

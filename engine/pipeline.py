@@ -317,12 +317,12 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
         displacements.append(fit_displacement(obs, lighting.sh, smooth_albedo,
                                               iterations=settings.high_iterations,
                                               progress=prog.sub(stage, 0.0, 1.0)))
+        detail_normal = detail_normals(obs, displacements[-1])
         shading_errors.append({"mid": shading_error(obs, lighting.sh, smooth_albedo),
-                               "high": shading_error(obs, lighting.sh, smooth_albedo, displacements[-1])})
+                               "high": shading_error(obs, lighting.sh, smooth_albedo, detail_normal)})
         visibilities.append(obs.visibility)
         prog.update(stage_name("Estimating albedo", v.index, count))
-        albedo, confidence = estimate_albedo(obs, lighting.sh,
-                                             detail_normal=detail_normals(obs, displacements[-1]))
+        albedo, confidence = estimate_albedo(obs, lighting.sh, detail_normal=detail_normal)
         albedos.append(albedo)
         confidences.append(confidence)
     mark("detail")
@@ -384,12 +384,13 @@ def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarr
     normals = (vertex_normals(v_t, tri_t.long()) @ rot.T).numpy()
     colours = sample_photo(linear, camera.project(verts))
     facing = np.clip(-(normals * _unit(to_camera(v_t, camera).numpy())).sum(-1), 0, 1)
-    weight = seen * head.regions["face"] * (~head.regions["eyes"]) * (~head.regions["lips"]) * facing
+    skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
+    weight = seen * skin * facing
     lighting = fit_lighting(normals, colours, weight)
     delit = colours / np.maximum(irradiance(normals, lighting.sh), 0.05)
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
-    skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
     return lighting, shading_free_albedo(vertex_albedo, skin)
+
 
 def _vertex_uvs(head: HeadModel) -> np.ndarray:
     return vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
