@@ -33,16 +33,24 @@ def smooth_weighted(values: np.ndarray, weights: np.ndarray, adjacency: sp.csr_m
     return out.astype(np.float32)
 
 
+def first_uv_index(faces: np.ndarray, face_uvs: np.ndarray, num_vertices: int) -> np.ndarray:
+    """``[V]`` int64: for each vertex, the UV index of its first face corner (-1 when the
+    vertex is in no face)."""
+    flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
+    first = np.full(num_vertices, -1, np.int64)
+    first[flat_v[::-1]] = flat_t[::-1]   # reversed so the first corner wins
+    return first
+
+
 def vertex_uvs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray, num_vertices: int) -> np.ndarray:
-    """One UV per vertex ``[V, 2]``: the UV of the vertex's first face corner.
+    """One UV per vertex ``[V, 2]``: the UV of the vertex's first face corner
+    (:func:`first_uv_index`; zeros for a vertex in no face).
 
     Vertices on a UV seam have several UVs; any one of them addresses a UV map consistently
     for that vertex (maps are dilated across seams before sampling).
     """
-    out = np.zeros((num_vertices, 2), np.float32)
-    flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
-    out[flat_v[::-1]] = uvs[flat_t[::-1]]   # reversed so the first corner wins
-    return out
+    first = first_uv_index(faces, face_uvs, num_vertices)
+    return np.where((first >= 0)[:, None], np.asarray(uvs)[first], 0.0).astype(np.float32)
 
 
 def seam_uv_pairs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray) -> np.ndarray:
@@ -51,7 +59,6 @@ def seam_uv_pairs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray) -> n
     field on the surface must agree at both UVs of a pair."""
     flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
     pairs = np.unique(np.stack([flat_v, flat_t], 1), axis=0)          # distinct (vertex, uv)
-    first = np.full(flat_v.max() + 1, -1, np.int64)
-    first[flat_v[::-1]] = flat_t[::-1]
+    first = first_uv_index(faces, face_uvs, int(flat_v.max()) + 1)
     other = pairs[pairs[:, 1] != first[pairs[:, 0]]]
     return np.stack([uvs[first[other[:, 0]]], uvs[other[:, 1]]], 1).astype(np.float32)
