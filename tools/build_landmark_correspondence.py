@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
+from engine.benchmark.render import new_cycles_scene  # noqa: E402
 from engine.conventions import model_to_blender  # noqa: E402
 from engine.head_model import DEFAULT_MODEL_PATH, read_model_arrays  # noqa: E402
 from engine.image_io import photo_from_array  # noqa: E402
@@ -72,15 +73,7 @@ def render(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray,
     ``faces``) and the eyes (per eye: vertices ``[n,3]``, quads ``[m,4]``)."""
     import bpy
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = samples
-    scene.cycles.use_denoising = True
-    scene.render.resolution_x = scene.render.resolution_y = IMAGE_SIDE
-    scene.render.film_transparent = False
-    scene.view_settings.view_transform = "Standard"
+    scene = new_cycles_scene(bpy, IMAGE_SIDE, samples)
     world = bpy.data.worlds.new("world")
     world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.25, 0.27, 0.3, 1)

@@ -145,7 +145,10 @@ def render_set(scan: Scan, out_dir: str | Path, shots: Sequence[Shot] = DEFAULT_
     return [out / f"{s.name}.png" for s in shots]
 
 
-def _build_scene(bpy, scan: Scan, size: int, samples: int) -> None:
+def new_cycles_scene(bpy, size: int, samples: int):
+    """An empty scene (factory settings) set up for square ``size`` px CPU Cycles renders with
+    ``samples`` samples, denoised, Standard view transform (sRGB without a tone curve),
+    opaque film. Returns ``bpy.context.scene``."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
@@ -154,9 +157,14 @@ def _build_scene(bpy, scan: Scan, size: int, samples: int) -> None:
     scene.cycles.use_denoising = True
     scene.render.resolution_x = scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
-    scene.render.image_settings.file_format = "PNG"
     scene.view_settings.view_transform = "Standard"
     scene.render.film_transparent = False
+    return scene
+
+
+def _build_scene(bpy, scan: Scan, size: int, samples: int) -> None:
+    scene = new_cycles_scene(bpy, size, samples)
+    scene.render.image_settings.file_format = "PNG"
 
     verts = scan.vertices @ MODEL_TO_BLENDER.T
     faces = scan.faces
