@@ -20,11 +20,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from . import render
-from .albedo import estimate_albedo, srgb_to_linear
+from .albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
 from .coarse import default_focal_px, fit_coarse
 from .deformation import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
 from .displacement import detail_normals, fit_displacement, lowpass_albedo, shading_error
 from .errors import DeviceError, EngineError, NoFaceError
+from .face_region import convex_hull, unoccluded
 from .geometry import vertex_normals
 from .head_model import HeadModel, load_head_model
 from .image_io import Photo, load_photo
@@ -72,6 +73,9 @@ class ReconstructionOptions:
             engine.hrn_official); None = the built-in offline model.
         face_index: which face to use in photos with several: None = the largest; N = face N
             counting from 0 left to right (engine.landmarks.detect_landmarks); every photo.
+        alignment: with ``weights_dir``, where the five crop-alignment points come from:
+            "auto" (the official detector chain when its files are in ``weights_dir``),
+            "official" or "mediapipe" (engine.hrn_official.model.OfficialHRN.load).
     """
 
     device: str = "auto"
@@ -79,12 +83,15 @@ class ReconstructionOptions:
     head_model: Optional[Path] = None
     weights_dir: Optional[Path] = None
     face_index: Optional[int] = None
+    alignment: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise EngineError(f"Unknown device '{self.device}'; use auto, cpu or cuda.")
         if self.quality not in QUALITY:
             raise EngineError(f"Unknown quality '{self.quality}'; use one of {', '.join(QUALITY)}.")
+        if self.alignment not in ("auto", "official", "mediapipe"):
+            raise EngineError(f"Unknown alignment '{self.alignment}'; use auto, official or mediapipe.")
 
 
 STAGES = (("Loading photo", 1), ("Detecting face", 4), ("Fitting head shape", 4),
@@ -134,23 +141,27 @@ def resolve_device(name: str) -> torch.device:
 def skin_mask(points_px: np.ndarray, view: View, feather: float = 0.0) -> torch.Tensor:
     """``[S, S]`` float mask of the face skin in the view: inside the face oval, outside the
     eyes and the mouth (their colours are not skin); edges blurred by ``feather`` × size."""
-    s = view.size / view.box[2]
-    to_crop = lambda idx: [tuple(p) for p in ((points_px[idx, :2] - view.box[:2]) * s)]  # noqa: E731
+    in_crop = _in_view(points_px, view)
     img = Image.new("L", (view.size, view.size), 0)
     draw = ImageDraw.Draw(img)
-    draw.polygon(to_crop(CONTOUR), fill=255)
+    draw.polygon([tuple(p) for p in in_crop[CONTOUR]], fill=255)
     for group in (LEFT_EYE, RIGHT_EYE, LIPS):
-        hull = _convex_hull(points_px[group, :2])
-        draw.polygon(to_crop(group[hull]), fill=0)
+        draw.polygon([tuple(p) for p in in_crop[group][convex_hull(in_crop[group])]], fill=0)
     if feather > 0:
         img = img.filter(ImageFilter.GaussianBlur(feather * view.size))
     return torch.as_tensor(np.asarray(img, np.float32) / 255.0)
 
 
-def _convex_hull(points: np.ndarray) -> np.ndarray:
-    from scipy.spatial import ConvexHull
+def unoccluded_mask(points_px: np.ndarray, view: View, crop: torch.Tensor) -> torch.Tensor:
+    """``[S, S]`` float: 0 where hair or anything else covers the face in the view's photo
+    ``crop`` (``[S, S, 3]`` linear RGB, :func:`.view.crop_photo`), else 1
+    (:func:`.face_region.unoccluded`)."""
+    return torch.as_tensor(unoccluded(linear_to_srgb(crop.numpy()), _in_view(points_px, view)))
 
-    return ConvexHull(points).vertices
+
+def _in_view(points_px: np.ndarray, view: View) -> np.ndarray:
+    """Photo pixel positions ``[N, 2+]`` -> ``[N, 2]`` positions in the view's crop."""
+    return (points_px[:, :2] - view.box[:2]) * (view.size / view.box[2])
 
 
 @dataclass(frozen=True)
@@ -249,7 +260,8 @@ def _reconstruct_official(photos, options: ReconstructionOptions, progress) -> F
 
     photo = load_photo(photos[0])
     return reconstruct_official(photo, detect_landmarks(photo, options.face_index),
-                                options.weights_dir, resolve_device(options.device), progress)
+                                options.weights_dir, resolve_device(options.device), progress,
+                                alignment=options.alignment)
 
 
 def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: QualitySettings,
@@ -279,14 +291,15 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
         prog.update(stage_name("Estimating lighting", v.index, count))
         verts = fit_head.shape(coarse.identity, pose.expression)
         view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
-        lighting, vertex_albedo = _lighting(ctx, fit_head, fit_tris, adjacency, verts, view, v.linear)
+        crop = crop_photo(v.linear, view)
+        clear = unoccluded_mask(v.landmarks.points, view, crop)
+        lighting, vertex_albedo = _lighting(ctx, fit_head, fit_tris, adjacency, verts, view, v.linear, clear)
         target = LandmarkTarget(points_px=v.landmarks.points[lm_use, :2],
                                 triangles=fit_tris[fit_head.landmark_faces[lm_use]],
                                 barycentrics=fit_head.landmark_barycentrics[lm_use],
                                 weights=fit_head.landmark_weights[lm_use])
-        fits.append(DeformationView(verts, view, crop_photo(v.linear, view),
-                                    skin_mask(v.landmarks.points, view), vertex_albedo, lighting.sh,
-                                    target))
+        fits.append(DeformationView(verts, view, crop, skin_mask(v.landmarks.points, view) * clear,
+                                    vertex_albedo, lighting.sh, target))
         lightings.append(lighting)
     mark("lighting")
 
@@ -311,7 +324,8 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
         detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
         obs = observe(ctx, v.linear, verts + mid_offsets, tris, head.uvs, uv_tris,
                       uv_raster, mirror, detail_view,
-                      skin=skin_mask(v.landmarks.points, detail_view, feather=0.01))
+                      skin=skin_mask(v.landmarks.points, detail_view, feather=0.01)
+                      * unoccluded_mask(v.landmarks.points, detail_view, crop_photo(v.linear, detail_view)))
         stage = stage_name("Fitting high-frequency detail", v.index, count)
         smooth_albedo = lowpass_albedo(obs, lighting.sh)
         displacements.append(fit_displacement(obs, lighting.sh, smooth_albedo,
@@ -372,20 +386,23 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
 
 
 def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarray, view: View,
-              linear: np.ndarray) -> tuple[LightingFit, np.ndarray]:
+              linear: np.ndarray, clear: torch.Tensor) -> tuple[LightingFit, np.ndarray]:
     """SH lighting of one photo and a low-pass albedo per vertex ``[V, 3]`` (linear RGB,
     skin luminance flattened: lighting.shading_free_albedo), from the coarse head ``verts``
-    seen through ``view``."""
+    seen through ``view``; vertices where ``clear`` (``[S, S]`` in the view,
+    :func:`unoccluded_mask`) is 0 are left out."""
     camera = view.camera
     v_t = torch.as_tensor(verts)
     tri_t = torch.as_tensor(tris)
     seen = visible_vertices(ctx, v_t, tri_t, view)
     rot = torch.as_tensor(camera.rotation, dtype=torch.float32)
     normals = (vertex_normals(v_t, tri_t.long()) @ rot.T).numpy()
-    colours = sample_photo(linear, camera.project(verts))
+    projected = camera.project(verts)
+    colours = sample_photo(linear, projected)
+    at = np.clip(np.floor(_in_view(projected, view)).astype(np.int64), 0, view.size - 1)
     facing = np.clip(-(normals * _unit(to_camera(v_t, camera).numpy())).sum(-1), 0, 1)
     skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
-    weight = seen * skin * facing
+    weight = seen * skin * facing * clear.numpy()[at[:, 1], at[:, 0]]
     lighting = fit_lighting(normals, colours, weight)
     delit = colours / np.maximum(irradiance(normals, lighting.sh), 0.05)
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
