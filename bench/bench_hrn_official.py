@@ -1,7 +1,7 @@
 """Timing of the clean-room official HRN (engine.hrn_official).
 
-1. Forward time of each official network at its official input size (random weights; timing
-   does not depend on them).
+1. Forward time of each official network at its official input size, the detector chain's
+   included (random weights; timing does not depend on them).
 2. The full photo -> FaceReconstruction pipeline on the astronaut photo
    (:func:`engine.hrn_official.reconstruct.reconstruct_with_model`), per stage, with the
    official files in ``--assets DIR`` or, without it, with fake files in the official formats
@@ -22,12 +22,20 @@ import torch
 
 from engine.hrn_official import pix2pix
 from engine.hrn_official.deretouch import DeRetouchUNet
+from engine.hrn_official.landmark106 import Landmark106Net
 from engine.hrn_official.net_recon import ReconNet
+from engine.hrn_official.retinaface import RetinaFace
+from engine.hrn_official.s3fd import S3FD
 
 NETS = (("net_recon (ResNet-50)", ReconNet, (1, 3, 224, 224)),
         ("mid_net (64^2, 6->3)", pix2pix.mid_net, (1, 6, 64, 64)),
         ("high_net (256^2, 9->1)", pix2pix.high_net, (1, 9, 256, 256)),
-        ("de-retouching UNet (512^2)", DeRetouchUNet, (1, 3, 512, 512)))
+        ("de-retouching UNet (512^2)", DeRetouchUNet, (1, 3, 512, 512)),
+        # The official detector chain (used when its files are present); FAN is TorchScript
+        # from its file, so it is timed only within the pipeline with real files.
+        ("RetinaFace (512^2)", RetinaFace, (1, 3, 512, 512)),
+        ("106-point net (224^2)", Landmark106Net, (1, 3, 224, 224)),
+        ("S3FD (224^2 crop)", S3FD, (1, 3, 224, 224)))
 
 
 def _sync(device: torch.device) -> None:
@@ -78,7 +86,8 @@ def bench_pipeline(device: torch.device, repeat: int, assets: Path, albedo_size:
         _sync(device)
         stages = ", ".join(f"{k} {v * 1000:.0f}" for k, v in result.metadata["timings_s"].items())
         print(f"{'full pipeline':30s} {(time.perf_counter() - t) * 1000:8.1f} ms  ({stages} ms; "
-              f"albedo {albedo_size}^2, rasterizer {result.metadata['rasterizer']})")
+              f"albedo {albedo_size}^2, rasterizer {result.metadata['rasterizer']}; "
+              f"alignment: {result.metadata['landmarks']})")
 
 
 def main() -> None:

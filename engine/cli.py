@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quality", choices=("fast", "high"), default="fast")
     r.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
                                       "default: the built-in offline model")
+    r.add_argument("--alignment", choices=("auto", "official", "mediapipe"), default="auto",
+                   help="with --weights: where the face-alignment points come from; auto = the "
+                        "official detectors (RetinaFace, 106-point net, FAN) when their files are in "
+                        "the weights folder, else MediaPipe")
     r.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
     r.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     r.add_argument("--blend", help="also build the Blender scene and save it to this .blend file")
@@ -143,7 +147,7 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
             photos.append(_example_photo(args.example, Path(tmp)))
         options = ReconstructionOptions(device=args.device, quality=args.quality,
                                         weights_dir=Path(args.weights) if args.weights else None,
-                                        face_index=args.face_index)
+                                        face_index=args.face_index, alignment=args.alignment)
         result = reconstruct(photos, options, progress=rep.progress)
         rep.close()
         for message in result.warnings:

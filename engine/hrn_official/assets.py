@@ -4,7 +4,8 @@
 with its size and whether it loads with our strict loaders. :func:`download` fetches one URL
 with progress, HTTP Range resume (a ``.part`` file is kept between attempts) and sha256
 verification when a checksum is known; without a network it fails with a message saying where
-to put the files by hand. :func:`download_official` fetches the needed files from ModelScope.
+to put the files by hand. :func:`download_official` fetches the needed files from ModelScope
+(and, on request, the official detectors' files).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class FileStatus:
 
 
 def _loaders() -> dict[str, Callable[[Path], object]]:
-    from . import align, bfm, checkpoint
+    from . import align, bbox_regressor, bfm, checkpoint, fan, landmark106, retinaface, s3fd
 
     return {
         "hrn": checkpoint.load_hrn_networks,
@@ -51,9 +52,12 @@ def _loaders() -> dict[str, Callable[[Path], object]]:
         "tex_basis": lambda p: bfm._load_npy(p, "tex_basis", bfm.ALBEDO_MAP_SIZE ** 2 * 3 * bfm.NUM_TEX),
         "uvs": bfm.load_uvs,
         "template_obj": bfm.load_template_faces,
-        # Files of the official detectors: readable is all we check (we do not run them).
-        "landmark106": lambda p: checkpoint.read_pth(p, "landmark106"),
-        "retinaface": lambda p: checkpoint.read_pth(p, "retinaface"),
+        # The official detector chain (engine.hrn_official.detectors), loaded as strictly.
+        "retinaface": retinaface.load_retinaface,
+        "landmark106": landmark106.load_landmark106,
+        "bbreg": bbox_regressor.load_bbox_regressor,
+        "s3fd": s3fd.load_s3fd,
+        "fan": fan.load_fan,
     }
 
 
@@ -98,6 +102,12 @@ def format_report(root: str | Path, statuses: list[FileStatus]) -> str:
                      f"`python -m engine.hrn_official assets download DIR` fetches the ModelScope files.")
     else:
         lines.append("All needed files are present and load.")
+    detectors = [st for st in statuses if st.entry.key in layout.DETECTOR_KEYS]
+    if all(st.loads is True for st in detectors):
+        lines.append("The official detector chain is complete: it aligns faces instead of MediaPipe.")
+    else:
+        lines.append("The official detector chain is incomplete: faces are aligned with MediaPipe's "
+                     "landmarks (`assets download DIR --detectors` fetches the chain's files).")
     return "\n".join(lines)
 
 
@@ -159,18 +169,27 @@ def download(url: str, dest: str | Path, sha256: Optional[str] = None,
 
 
 def download_official(root: str | Path, progress: Optional[ProgressCallback] = None,
-                      base_url: Optional[str] = None) -> list[Path]:
-    """Fetch every needed file that is missing under ``root`` from ModelScope (flat layout).
+                      base_url: Optional[str] = None, detectors: bool = False) -> list[Path]:
+    """Fetch every needed file that is missing under ``root`` (ModelScope flat layout).
 
-    ``base_url`` (a format string with ``{path}``) replaces the ModelScope URL, e.g. a mirror.
+    Args:
+        base_url: a format string with ``{path}`` (and optionally ``{model_id}``,
+            ``{revision}``) that replaces every download address, e.g. a mirror.
+        detectors: also fetch the official detector chain (:data:`.layout.DETECTOR_KEYS`);
+            files with a publisher address of their own (S3FD, FAN) come from there, checked
+            against their published sha256.
     """
+    wanted = [e for e in layout.FILES if e.needed or (detectors and e.key in layout.DETECTOR_KEYS)]
     fetched = []
-    for entry in layout.FILES:
-        if not entry.needed or entry.modelscope_path is None or layout.find(root, entry.key):
+    for entry in wanted:
+        if entry.modelscope_path is None or layout.find(root, entry.key):
             continue
-        url = (base_url or layout.MODELSCOPE_FILE_URL).format(
-            model_id=layout.MODELSCOPE_MODEL_ID, revision=layout.MODELSCOPE_REVISION,
-            path=entry.modelscope_path)
+        if entry.url and base_url is None:
+            url = entry.url
+        else:
+            url = (base_url or layout.MODELSCOPE_FILE_URL).format(
+                model_id=layout.MODELSCOPE_MODEL_ID, revision=layout.MODELSCOPE_REVISION,
+                path=entry.modelscope_path)
         fetched.append(download(url, Path(root) / entry.modelscope_path, entry.sha256, progress))
     return fetched
 

@@ -23,6 +23,8 @@ MODELSCOPE_MODEL_ID = "damo/cv_resnet50_face-reconstruction"
 MODELSCOPE_REVISION = "v2.0.0-HRN"
 #: Google Drive folder the official README links for the GitHub layout.
 GOOGLE_DRIVE_FOLDER = "https://drive.google.com/drive/folders/1qI3-5GKxEDbQBSUCwDWmH15uWU3Ka5LS"
+#: Where the face-alignment package downloads its models from.
+_FAN_URL = "https://www.adrianbulat.com/downloads/python-fan/"
 #: Base URL of a file in a ModelScope model repository (append the path inside the model).
 MODELSCOPE_FILE_URL = ("https://www.modelscope.cn/api/v1/models/{model_id}/repo"
                        "?Revision={revision}&FilePath={path}")
@@ -44,8 +46,14 @@ class AssetFile:
     """True when :class:`engine.hrn_official.model.OfficialHRN` cannot run without it; the
     others belong to the official detectors, which we replace by default."""
     sha256: Optional[str] = None
-    """Known checksum, or None (none has been published; the downloader then only checks size
-    and loadability)."""
+    """Known checksum, or None (none has been published for HRN's own files; the downloader
+    then only checks size and loadability)."""
+    url: Optional[str] = None
+    """Direct download address of the file's original publisher, when it has one besides
+    ModelScope."""
+    torch_hub_names: tuple[str, ...] = ()
+    """File names in torch hub's checkpoint cache (``torch.hub.get_dir()/checkpoints``), where
+    the ``face-alignment`` package keeps the files it downloaded; searched as well."""
 
 
 FILES: tuple[AssetFile, ...] = (
@@ -73,7 +81,24 @@ FILES: tuple[AssetFile, ...] = (
               "retinaface_resnet50_2020-07-20_old_torch.pth", "official face detector", False),
     AssetFile("segment", "assets/pretrained_models/segment_face.pb", "segment_face.pb",
               "official TensorFlow face segmentation (not used: no TensorFlow)", False),
+    # The face-alignment package's files (FACTS 1.5, 2.7): the official chain's 68-point
+    # detector. The GitHub route lets the package download them into torch hub's cache; we
+    # look there too. Checksums: the file names carry their sha256 prefix (torch hub rule).
+    AssetFile("s3fd", "assets/face_alignment/s3fd-619a316812.pth", "face_alignment/s3fd-619a316812.pth",
+              "S3FD face detector of the face-alignment package", False,
+              sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
+              url=_FAN_URL + "s3fd-619a316812.pth", torch_hub_names=("s3fd-619a316812.pth",)),
+    AssetFile("fan", "assets/face_alignment/3DFAN4-4a694010b9.zip", "face_alignment/3DFAN4-4a694010b9.zip",
+              "FAN 3D 68-point landmark network (TorchScript) of the face-alignment package", False,
+              sha256="4a694010b93140609b64a6ea734afc0ee80a4798394740281b0c5bea0ebef1d9",
+              url=_FAN_URL + "3DFAN4-4a694010b9.zip",
+              # face-alignment 1.3 under torch 1.6 (the official install) fetches the "_1.6" build.
+              torch_hub_names=("3DFAN4-4a694010b9.zip", "3DFAN4_1.6-ec5cf40a1d.zip")),
 )
+
+#: Keys of the official detector chain (RetinaFace -> 106 points -> box regressor -> S3FD +
+#: FAN); all must be present to use it instead of MediaPipe.
+DETECTOR_KEYS = ("retinaface", "landmark106", "bbreg", "s3fd", "fan")
 
 BY_KEY = {f.key: f for f in FILES}
 
@@ -85,6 +110,10 @@ def candidates(root: str | Path, key: str) -> list[Path]:
     paths = [root / entry.github_path]
     if entry.modelscope_path:
         paths.append(root / entry.modelscope_path)
+    if entry.torch_hub_names:
+        import torch
+
+        paths += [Path(torch.hub.get_dir()) / "checkpoints" / name for name in entry.torch_hub_names]
     return paths
 
 
@@ -98,7 +127,8 @@ def where_to_get(key: str) -> str:
     entry = BY_KEY[key]
     ms = (f" or '{entry.modelscope_path}' of ModelScope model {MODELSCOPE_MODEL_ID} "
           f"(revision {MODELSCOPE_REVISION})" if entry.modelscope_path else "")
-    return (f"Get '{Path(entry.github_path).name}' from the official HRN release (Google Drive "
-            f"folder {GOOGLE_DRIVE_FOLDER}){ms} and put it at '{entry.github_path}'"
+    source = (f"from {entry.url}" if entry.url
+              else f"from the official HRN release (Google Drive folder {GOOGLE_DRIVE_FOLDER})")
+    return (f"Get '{Path(entry.github_path).name}' {source}{ms} and put it at '{entry.github_path}'"
             + (f" or '{entry.modelscope_path}'" if entry.modelscope_path else "")
             + " inside your HRN assets folder.")

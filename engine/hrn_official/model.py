@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..uv_raster import UVRaster, rasterize_uv
 from . import align, bfm, checkpoint, layout, pix2pix, uv
 from .deretouch import apply_blend, blend_layer
+from .detectors import OfficialDetectors, available
 from .net_recon import Coefficients
 
 UV_SIZE = 256
@@ -61,14 +62,22 @@ class OfficialOutputs:
     """``[1, 1, 256, 256]`` d along the normal."""
 
 
+#: Where :class:`OfficialHRN` takes the five alignment points from (see :meth:`OfficialHRN.load`).
+LANDMARK_SOURCES = ("auto", "official", "mediapipe")
+
+
 class OfficialHRN:
     """All official networks and assets, on one device. Build with :meth:`load`."""
 
     def __init__(self, nets: checkpoint.HRNNetworks, deretouch_net: torch.nn.Module, face: bfm.BFMModel,
                  uvs: torch.Tensor, uv_faces: torch.Tensor, albedo_mean: torch.Tensor,
                  albedo_basis: torch.Tensor, raster: UVRaster, landmark_template: np.ndarray,
-                 files: dict[str, Path], device: torch.device):
+                 files: dict[str, Path], device: torch.device,
+                 detectors: Optional[OfficialDetectors] = None):
         self.nets, self.deretouch_net, self.face = nets, deretouch_net, face
+        #: The official landmark chain when its files were found and loaded, else None
+        #: (MediaPipe gives the alignment points).
+        self.detectors = detectors
         #: ``[5, 3]`` float64 3D template of the crop alignment (:func:`.align.load_template`).
         self.landmark_template = landmark_template
         #: The file each asset was read from, by :data:`.layout.FILES` key.
@@ -78,13 +87,23 @@ class OfficialHRN:
         self._rasters: dict[int, UVRaster] = {}
 
     @classmethod
-    def load(cls, assets_dir: str | Path, device: str | torch.device = "cpu") -> "OfficialHRN":
+    def load(cls, assets_dir: str | Path, device: str | torch.device = "cpu",
+             landmarks: str = "auto") -> "OfficialHRN":
         """Load every needed file from ``assets_dir`` (GitHub or ModelScope layout), strictly.
+
+        Args:
+            landmarks: which alignment points to use: "official" (the official detector chain,
+                :mod:`.detectors`; its files must be present), "mediapipe", or "auto" (the
+                official chain when all its files are present).
 
         Raises:
             ModelFilesError: a file is missing, truncated or not the official one.
         """
+        if landmarks not in LANDMARK_SOURCES:
+            raise ValueError(f"landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}")
         device = torch.device(device)
+        use_official = landmarks == "official" or (landmarks == "auto" and available(assets_dir))
+        detectors = OfficialDetectors.load(assets_dir, device) if use_official else None
 
         files = {e.key: layout.find(assets_dir, e.key) or layout.candidates(assets_dir, e.key)[0]
                  for e in layout.FILES if e.needed}
@@ -98,7 +117,7 @@ class OfficialHRN:
         template = align.load_template(need("lm3d"))
         raster = rasterize_uv(uvs, uv_faces, (UV_SIZE, UV_SIZE)).to(device)
         return cls(nets, deretouch_net, face, uvs.to(device), uv_faces.to(device), mean.to(device),
-                   basis.to(device), raster, template, files, device)
+                   basis.to(device), raster, template, files, device, detectors)
 
     def layout_raster(self, size: int) -> UVRaster:
         """UV rasterisation (CPU) of the BFM triangles with their per-vertex UVs at

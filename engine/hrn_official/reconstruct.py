@@ -1,8 +1,10 @@
 """Photo -> :class:`engine.result.FaceReconstruction` with the official HRN networks.
 
-MediaPipe landmarks (:mod:`engine.landmarks`, the official RetinaFace + 106-point + FAN chain
-is replaced) -> official 5-point alignment to the 224^2 and 512^2 crops (:mod:`.align`) ->
-face-region mask (:mod:`.face_mask`, replaces the TensorFlow segmentation) -> official
+Five alignment points, from the official RetinaFace + 106-point + FAN chain when its files are
+present (:mod:`.detectors`), else from MediaPipe's landmarks (:mod:`engine.landmarks`) ->
+official 5-point alignment to the 224^2 and 512^2 crops (:mod:`.align`) -> face-region mask
+(:mod:`.face_mask`: MediaPipe's face oval less occluders, replaces the TensorFlow
+segmentation) -> official
 inference (:class:`.model.OfficialHRN`) -> our frame and units (:mod:`.convert`), plus an
 albedo at up to 1024^2 unwrapped from the full-resolution photo:
 
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import render
-from ..errors import ModelFilesError
+from ..errors import ModelFilesError, NoFaceError
 from ..image_io import Photo
 from ..landmarks import FaceLandmarks
 from ..progress import Progress, ProgressCallback
@@ -40,7 +42,8 @@ from ..unwrap import observe
 from ..view import face_view
 from . import align, bfm, convert, layout
 from .deretouch import apply_blend
-from .face_mask import REPLACEMENT_WARNING, face_oval_mask
+from .detectors import crop_difference
+from .face_mask import REPLACEMENT_WARNING, face_region_mask
 from .model import OfficialHRN, OfficialOutputs
 from .net_recon import Coefficients
 
@@ -58,8 +61,8 @@ EXPRESSION_NAMES = tuple(f"bfm_exp_{i:02d}" for i in range(bfm.NUM_EXP))
 
 def reconstruct_official(photo: Photo, landmarks: FaceLandmarks, assets_dir: str | Path,
                          device: str | torch.device = "cpu", progress: Optional[ProgressCallback] = None,
-                         *, albedo_size: int = MAX_ALBEDO_SIZE,
-                         displacement_size: int = 256) -> FaceReconstruction:
+                         *, albedo_size: int = MAX_ALBEDO_SIZE, displacement_size: int = 256,
+                         alignment: str = "auto") -> FaceReconstruction:
     """Reconstruct one photo with the official HRN release in ``assets_dir``.
 
     Args:
@@ -71,10 +74,14 @@ def reconstruct_official(photo: Photo, landmarks: FaceLandmarks, assets_dir: str
         progress: ``(stage, fraction)`` callback; returning False cancels.
         albedo_size: side of the albedo and confidence maps, 64..1024 texels.
         displacement_size: side of the displacement map, >= 256 (bilinear upsampling above).
+        alignment: where the five alignment points come from: "auto" (the official detector
+            chain when all its files are in ``assets_dir``, else MediaPipe), "official" or
+            "mediapipe" (:meth:`.model.OfficialHRN.load`).
 
     Raises:
         ModelFilesError: a file is missing, truncated or not the official one (the message
             names it and says where to put it).
+        NoFaceError: the official detector chain, when used, finds no face.
         Cancelled: ``progress`` returned False.
     """
     prog = Progress(progress, STAGES)
@@ -82,7 +89,7 @@ def reconstruct_official(photo: Photo, landmarks: FaceLandmarks, assets_dir: str
     root = Path(assets_dir)
     if not root.is_dir():
         raise ModelFilesError(f"The HRN assets folder {root} does not exist. {layout.where_to_get('hrn')}")
-    hrn = OfficialHRN.load(root, device)
+    hrn = OfficialHRN.load(root, device, landmarks=alignment)
     return _reconstruct(hrn, photo, landmarks, prog, albedo_size, displacement_size)
 
 
@@ -109,10 +116,10 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     work = align.working_image(to_uint8(photo.rgb))
     work_size = (work.shape[1], work.shape[0])
     points = landmarks.points[:, :2].astype(np.float64) * [work_size[0] / width, work_size[1] / height]
-    five = align.five_points_from_mediapipe(points, work_size[1])
+    five, alignment, notes = _alignment_points(hrn, work, points)
     crop224 = align.align_crop(work, five, hrn.landmark_template, bfm.CROP_224)
     crop512 = align.align_crop(work, five, hrn.landmark_template, 512)
-    mask = face_oval_mask(crop224.photo_to_crop(points, work_size), bfm.CROP_224)
+    mask = face_region_mask(crop224.image, crop224.photo_to_crop(points, work_size))
     mark("align")
 
     prog.update("Running HRN networks")
@@ -140,7 +147,7 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     deltas = hrn.face.exp_basis.reshape(n, 3, bfm.NUM_EXP).permute(2, 0, 1)
     sh = coeffs.sh_coefficients()[0].cpu().numpy().astype(np.float32)
     expression = coeffs.expression[0].cpu().numpy().astype(np.float32)
-    warnings = tuple(landmarks.warnings) + (REPLACEMENT_WARNING,)
+    warnings = tuple(landmarks.warnings) + notes + (REPLACEMENT_WARNING,)
     view = ViewRecord(image_path=photo.path, used=True, camera=camera, expression=expression,
                       sh_lighting=sh, landmarks=landmarks.points[:, :2].astype(np.float32),
                       note=REPLACEMENT_WARNING)
@@ -158,8 +165,8 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
             "weights": "official HRN weights",
             "files": {key: path.name for key, path in hrn.files.items()},
             "device": str(hrn.device), "rasterizer": rasterizer,
-            "landmarks": "MediaPipe Face Mesh (replaces RetinaFace + 106-point net + FAN)",
-            "face_mask": "MediaPipe face oval (replaces segment_face.pb)",
+            **alignment,
+            "face_mask": "MediaPipe face oval less colour-tested occluders (replaces segment_face.pb)",
             "alpha": hrn.nets.alpha, "beta": hrn.nets.beta,
             "crop224": {"scale": crop224.scale, "offset": list(crop224.offset),
                         "resized": list(crop224.resized), "aligned_image_size": list(work_size)},
@@ -171,6 +178,31 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     mark("assemble")
     prog.update("Assembling result", 1.0)
     return result
+
+
+def _alignment_points(hrn: OfficialHRN, work: np.ndarray,
+                      points: np.ndarray) -> tuple[np.ndarray, dict, tuple[str, ...]]:
+    """The five alignment points (official convention, :func:`.align.five_points_from_mediapipe`)
+    of the working image ``work`` (``[H, W, 3]`` uint8), the metadata saying where they come
+    from, and warnings.
+
+    With the official detector chain loaded its points are used and the offset of MediaPipe's
+    crop from the official one is measured (:func:`.detectors.crop_difference`); when the chain
+    finds no face the MediaPipe points (``points``: ``[478, 2]`` in ``work``'s pixels) are used
+    with a warning.
+    """
+    mediapipe = align.five_points_from_mediapipe(points, work.shape[0])
+    source = {"landmarks": "MediaPipe Face Mesh (replaces RetinaFace + 106-point net + FAN)"}
+    if hrn.detectors is None:
+        return mediapipe, source, ()
+    try:
+        official = hrn.detectors.five_points(work)
+    except NoFaceError as err:
+        return mediapipe, source, (f"{err} The face was aligned with MediaPipe's landmarks instead.",)
+    offset = crop_difference(align.align_crop(work, official, hrn.landmark_template, bfm.CROP_224),
+                             align.align_crop(work, mediapipe, hrn.landmark_template, bfm.CROP_224))
+    return official, {"landmarks": "official chain: RetinaFace + 106-point net + box regressor + S3FD/FAN",
+                      "mediapipe_crop_offset_px": round(offset, 2)}, ()
 
 
 def _albedo(hrn: OfficialHRN, out: OfficialOutputs, coeffs: Coefficients, photo: Photo,
