@@ -4,7 +4,8 @@ Renders 40k- and 80k-triangle UV spheres filling most of the frame (both hemisph
 rasterize, as there is no culling) and prints milliseconds per call at 256² and 512².
 With ``--compare-nvdiffrast`` (needs CUDA and nvdiffrast) it instead checks the torch
 backend against nvdiffrast on the same scenes: triangle-id agreement, (u, v, z/w) and
-rast_db differences, and position gradients.
+rast_db differences, and PASS/FAIL against :data:`TOLERANCE` for the interpolated attributes
+and the position gradients.
 
 Run from the repository root: ``python -m bench.bench_rasterizer [--threads N] [--repeats N]
 [--compare-nvdiffrast]``.
@@ -84,8 +85,16 @@ def bench(verts: torch.Tensor, tri: torch.Tensor, size: int, repeats: int) -> No
     print(f"  rasterize+interpolate fwd+bwd   {time_call(forward_backward, repeats)}")
 
 
+#: What "the same results" means for the two backends (issue 5), judged on what the engine
+#: uses: the interpolated attributes (continuous across edges, so a pixel centre on a shared
+#: edge going to the other triangle barely matters; nvdiffrast also snaps vertices to a
+#: sub-pixel grid) and the position gradients. Triangle ids and barycentrics are reported.
+TOLERANCE = {"attribute_mean": 1e-3, "attribute_p99": 1e-2, "gradient": 5e-2}
+
+
 def compare_with_nvdiffrast(verts: torch.Tensor, tri: torch.Tensor, size: int) -> None:
-    """Print how far the torch backend (CPU) is from nvdiffrast (CUDA) on one scene."""
+    """Print how far the torch backend (CPU) is from nvdiffrast (CUDA) on one scene, and
+    whether it is within :data:`TOLERANCE`."""
     results = {}
     weights = torch.rand(1, size, size, 3)
     for name, ctx, device in (("torch", render.make_context("cpu", backend="torch"), "cpu"),
@@ -94,16 +103,20 @@ def compare_with_nvdiffrast(verts: torch.Tensor, tri: torch.Tensor, size: int) -
         rast, rast_db = render.rasterize(ctx, pos, tri.to(device), (size, size))
         out, _ = render.interpolate((verts * 0.5 + 0.5).to(device), rast, tri.to(device))
         (out * weights.to(device)).sum().backward()
-        results[name] = (rast.detach().cpu(), rast_db.detach().cpu(), pos.grad.cpu())
-    (ra, da, ga), (rb, db, gb) = results["torch"], results["nvdiffrast"]
+        results[name] = (rast.detach().cpu(), rast_db.detach().cpu(), out.detach().cpu(), pos.grad.cpu())
+    (ra, da, oa, ga), (rb, db, ob, gb) = results["torch"], results["nvdiffrast"]
     same = ra[..., 3] == rb[..., 3]
     both = same & (ra[..., 3] > 0)
-    print(f"{tri.shape[0]} triangles at {size}x{size}: same triangle id on {same.float().mean():.4%} "
-          f"of pixels ({int((~same).sum())} differ)")
-    print(f"  max |diff| where ids agree: u,v {(ra - rb)[both][:, :2].abs().max():.2e}  "
-          f"z/w {(ra - rb)[both][:, 2].abs().max():.2e}  rast_db {(da - db)[both].abs().max():.2e}")
-    print(f"  position gradient: relative L2 difference "
-          f"{(ga - gb).norm() / gb.norm():.3e} (id mismatches and antialias-free edges included)")
+    covered = (ra[..., 3] > 0) & (rb[..., 3] > 0)
+    attr = (oa - ob)[covered].abs()
+    figures = {"attribute_mean": float(attr.mean()), "attribute_p99": float(attr.flatten().quantile(0.99)),
+               "gradient": float((ga - gb).norm() / gb.norm())}
+    print(f"{tri.shape[0]} triangles at {size}x{size}: triangle id differs on "
+          f"{float((~same).sum() / max(1, int(covered.sum())) ):.4%} of covered pixels; where ids agree, "
+          f"max |diff| u,v {(ra - rb)[both][:, :2].abs().max():.2e}, z/w {(ra - rb)[both][:, 2].abs().max():.2e}, "
+          f"rast_db {(da - db)[both].abs().max():.2e}")
+    for name, limit in TOLERANCE.items():
+        print(f"  {'PASS' if figures[name] <= limit else 'FAIL'} {name} {figures[name]:.3e} (tolerance {limit:.0e})")
 
 
 def main() -> None:
