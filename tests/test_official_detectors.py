@@ -206,6 +206,8 @@ def test_face_alignment_download_cache_is_searched(tmp_path, monkeypatch):
     (cache / "3DFAN4_1.6-ec5cf40a1d.zip").write_bytes(b"x")
     assert layout.find(tmp_path / "assets", "fan") == cache / "3DFAN4_1.6-ec5cf40a1d.zip"
     assert layout.find(tmp_path / "assets", "s3fd") is None
+    report = assets.format_report(tmp_path / "assets", assets.check(tmp_path / "assets", load=False))
+    assert str(cache / "3DFAN4_1.6-ec5cf40a1d.zip") in report       # shown in full, outside the folder
     (tmp_path / "assets" / "face_alignment").mkdir(parents=True)
     (tmp_path / "assets" / "face_alignment" / "3DFAN4-4a694010b9.zip").write_bytes(b"x")
     assert layout.find(tmp_path / "assets", "fan").parent.name == "face_alignment"   # the folder first

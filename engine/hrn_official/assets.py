@@ -90,7 +90,7 @@ def format_report(root: str | Path, statuses: list[FileStatus]) -> str:
         need = "needed  " if st.entry.needed else "optional"
         size = f"{st.size:>12,d} B" if st.size is not None else " " * 14
         state = {True: "OK     ", False: "BROKEN ", None: "-      "}[st.loads] if st.path else "MISSING"
-        where = st.path.relative_to(root) if st.path else st.entry.github_path
+        where = _shown(st.path, root) if st.path else st.entry.github_path
         lines.append(f"  {state} {need} {size}  {where}")
         if st.loads is False:
             lines.append(f"          {st.message}")
@@ -109,6 +109,15 @@ def format_report(root: str | Path, statuses: list[FileStatus]) -> str:
         lines.append("The official detector chain is incomplete: faces are aligned with MediaPipe's "
                      "landmarks (`assets download DIR --detectors` fetches the chain's files).")
     return "\n".join(lines)
+
+
+def _shown(path: Path, root: str | Path) -> str:
+    """``path`` relative to ``root`` when inside it (the usual case), else in full (torch hub's
+    cache)."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def download(url: str, dest: str | Path, sha256: Optional[str] = None,
