@@ -141,7 +141,7 @@ def resolve_device(name: str) -> torch.device:
 def skin_mask(points_px: np.ndarray, view: View, feather: float = 0.0) -> torch.Tensor:
     """``[S, S]`` float mask of the face skin in the view: inside the face oval, outside the
     eyes and the mouth (their colours are not skin); edges blurred by ``feather`` × size."""
-    in_crop = _in_view(points_px, view)
+    in_crop = view.to_crop(points_px)
     img = Image.new("L", (view.size, view.size), 0)
     draw = ImageDraw.Draw(img)
     draw.polygon([tuple(p) for p in in_crop[CONTOUR]], fill=255)
@@ -156,12 +156,7 @@ def unoccluded_mask(points_px: np.ndarray, view: View, crop: torch.Tensor) -> to
     """``[S, S]`` float: 0 where hair or anything else covers the face in the view's photo
     ``crop`` (``[S, S, 3]`` linear RGB, :func:`.view.crop_photo`), else 1
     (:func:`.face_region.unoccluded`)."""
-    return torch.as_tensor(unoccluded(linear_to_srgb(crop.numpy()), _in_view(points_px, view)))
-
-
-def _in_view(points_px: np.ndarray, view: View) -> np.ndarray:
-    """Photo pixel positions ``[N, 2+]`` -> ``[N, 2]`` positions in the view's crop."""
-    return (points_px[:, :2] - view.box[:2]) * (view.size / view.box[2])
+    return torch.as_tensor(unoccluded(linear_to_srgb(crop.numpy()), view.to_crop(points_px)))
 
 
 @dataclass(frozen=True)
@@ -399,7 +394,7 @@ def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarr
     normals = (vertex_normals(v_t, tri_t.long()) @ rot.T).numpy()
     projected = camera.project(verts)
     colours = sample_photo(linear, projected)
-    at = np.clip(np.floor(_in_view(projected, view)).astype(np.int64), 0, view.size - 1)
+    at = np.clip(np.floor(view.to_crop(projected)).astype(np.int64), 0, view.size - 1)
     facing = np.clip(-(normals * _unit(to_camera(v_t, camera).numpy())).sum(-1), 0, 1)
     skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
     weight = seen * skin * facing * clear.numpy()[at[:, 1], at[:, 0]]

@@ -95,9 +95,7 @@ def observe(ctx, photo_linear: np.ndarray, vertices: np.ndarray, triangles: np.n
         rast = render_rast(ctx, v, tri, view)
         zbuf = interpolate_top_down((-v_cam[:, 2:3]).contiguous(), rast, tri)[0, :, :, 0].numpy()
         drawn = rast[0, :, :, 3].numpy() > 0
-    s = view.size / view.box[2]
-    col = np.floor((px[:, 0] - view.box[0]) * s).astype(np.int64)
-    row = np.floor((px[:, 1] - view.box[1]) * s).astype(np.int64)
+    col, row = np.floor(view.to_crop(px)).astype(np.int64).T
     in_view = (col >= 0) & (col < view.size) & (row >= 0) & (row < view.size)
     col, row = np.clip(col, 0, view.size - 1), np.clip(row, 0, view.size - 1)
     unoccluded = in_view & drawn[row, col] & (depth <= zbuf[row, col] + depth_tolerance)

@@ -36,9 +36,13 @@ class View:
 
     @property
     def principal_px(self) -> tuple[float, float]:
-        s = self.size / self.box[2]
-        return ((self.camera.principal_px[0] - self.box[0]) * s,
-                (self.camera.principal_px[1] - self.box[1]) * s)
+        x, y = self.to_crop(np.asarray([self.camera.principal_px], np.float64))[0]
+        return float(x), float(y)
+
+    def to_crop(self, points_px: np.ndarray) -> np.ndarray:
+        """Photo pixel positions ``[N, 2+]`` (x, y first) -> ``[N, 2]`` positions in this
+        view's crop, in crop pixels (same corner convention as the photo's)."""
+        return (np.asarray(points_px)[:, :2] - self.box[:2]) * (self.size / self.box[2])
 
 
 def face_view(camera: Camera, points_px: np.ndarray, size: int, margin: float = 1.6) -> View:
