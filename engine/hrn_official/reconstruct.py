@@ -116,9 +116,15 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     work = align.working_image(to_uint8(photo.rgb))
     work_size = (work.shape[1], work.shape[0])
     points = landmarks.points[:, :2].astype(np.float64) * [work_size[0] / width, work_size[1] / height]
-    five, alignment, notes = _alignment_points(hrn, work, points)
+    five, mediapipe_five, notes = _alignment_points(hrn, work, points)
     crop224 = align.align_crop(work, five, hrn.landmark_template, bfm.CROP_224)
     crop512 = align.align_crop(work, five, hrn.landmark_template, 512)
+    alignment: dict = {"landmarks": "MediaPipe Face Mesh (replaces RetinaFace + 106-point net + FAN)"}
+    if mediapipe_five is not None:
+        offset = crop_difference(crop224, align.align_crop(work, mediapipe_five, hrn.landmark_template,
+                                                           bfm.CROP_224))
+        alignment = {"landmarks": "official chain: RetinaFace + 106-point net + box regressor + S3FD/FAN",
+                     "mediapipe_crop_offset_px": round(offset, 2)}
     mask = face_region_mask(crop224.image, crop224.photo_to_crop(points, work_size))
     mark("align")
 
@@ -180,29 +186,24 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     return result
 
 
-def _alignment_points(hrn: OfficialHRN, work: np.ndarray,
-                      points: np.ndarray) -> tuple[np.ndarray, dict, tuple[str, ...]]:
+def _alignment_points(hrn: OfficialHRN, work: np.ndarray, points: np.ndarray
+                      ) -> tuple[np.ndarray, Optional[np.ndarray], tuple[str, ...]]:
     """The five alignment points (official convention, :func:`.align.five_points_from_mediapipe`)
-    of the working image ``work`` (``[H, W, 3]`` uint8), the metadata saying where they come
-    from, and warnings.
+    of the working image ``work`` (``[H, W, 3]`` uint8).
 
-    With the official detector chain loaded its points are used and the offset of MediaPipe's
-    crop from the official one is measured (:func:`.detectors.crop_difference`); when the chain
-    finds no face the MediaPipe points (``points``: ``[478, 2]`` in ``work``'s pixels) are used
-    with a warning.
+    Returns:
+        ``(five, mediapipe_five, warnings)``: the points to align with; MediaPipe's own five
+        points when the official detector chain gave ``five`` (to measure how far apart the
+        two framings are), else None; warnings. When the chain finds no face, MediaPipe's
+        points (from ``points``: ``[478, 2]`` in ``work``'s pixels) are used with a warning.
     """
     mediapipe = align.five_points_from_mediapipe(points, work.shape[0])
-    source = {"landmarks": "MediaPipe Face Mesh (replaces RetinaFace + 106-point net + FAN)"}
     if hrn.detectors is None:
-        return mediapipe, source, ()
+        return mediapipe, None, ()
     try:
-        official = hrn.detectors.five_points(work)
+        return hrn.detectors.five_points(work), mediapipe, ()
     except NoFaceError as err:
-        return mediapipe, source, (f"{err} The face was aligned with MediaPipe's landmarks instead.",)
-    offset = crop_difference(align.align_crop(work, official, hrn.landmark_template, bfm.CROP_224),
-                             align.align_crop(work, mediapipe, hrn.landmark_template, bfm.CROP_224))
-    return official, {"landmarks": "official chain: RetinaFace + 106-point net + box regressor + S3FD/FAN",
-                      "mediapipe_crop_offset_px": round(offset, 2)}, ()
+        return mediapipe, None, (f"{err} The face was aligned with MediaPipe's landmarks instead.",)
 
 
 def _albedo(hrn: OfficialHRN, out: OfficialOutputs, coeffs: Coefficients, photo: Photo,
