@@ -11,12 +11,14 @@ sizeable regions whose colour does not fit it:
 
 * chroma (CIE a*, b*) more than :data:`CHROMA_SIGMAS` robust standard deviations away from
   the skin's, or
-* much darker than the skin (luminance ratio below :data:`DARK_RATIO`), as hair usually is,
+* much darker than the skin (luminance ratio below :data:`DARK_RATIO`), as hair usually is, or
+* somewhat darker (below :data:`SHADED_RATIO`) and yellower (hue angle over
+  :data:`YELLOWER_DEG` beyond the skin's), as fair hair is,
 
 and that are more textured than the bare face (hair is made of strands; a shadow, a hard
 side light or a coloured light changes the colour smoothly and is not an occluder).
 
-Specular highlights (brighter than :data:`HIGHLIGHT_RATIO` x the skin and pale) are skin, and
+Specular highlights (brighter than :data:`HIGHLIGHT_RATIO` x the skin) are skin, and
 the eyes, brows and lips are face parts, never occluders. Specks smaller than
 :data:`MIN_OCCLUDER_FRACTION` of the face width (pores, moles, stubble dots) are ignored.
 """
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .landmarks import CONTOUR, LEFT_EYE, LEFT_EYEBROW, LIPS, RIGHT_EYE, RIGHT_EYEBROW
+from .landmarks import CONTOUR, LEFT_EYE, LEFT_EYEBROW, LIPS, RIGHT_EYE, RIGHT_EYEBROW, face_width_px
 
 #: MediaPipe Face Mesh vertices at the cheeks (50, 280, 205, 425, 101, 330) and the nose
 #: bridge (195, 5): skin that hair, hands and glasses rarely cover.
@@ -67,7 +69,7 @@ def unoccluded(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
     """
     h, w = rgb.shape[:2]
     pts = np.asarray(points, np.float64)[:, :2]
-    face_width = float(np.ptp(pts[CONTOUR, 0]))
+    face_width = face_width_px(pts)
     lab = cv2.cvtColor(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), np.float32), cv2.COLOR_RGB2LAB)
     oval = _polygon_mask((h, w), [pts[CONTOUR]])
     seeds = _seed_mask((h, w), pts, SEED_RADIUS * face_width) & oval
