@@ -63,10 +63,10 @@ def bench_pipeline(device: torch.device, repeat: int, assets: Path, albedo_size:
     from PIL import Image
     from skimage import data
 
+    from engine.detect.landmarks import detect_landmarks
     from engine.hrn_official.model import OfficialHRN
     from engine.hrn_official.reconstruct import reconstruct_with_model
-    from engine.image_io import load_photo
-    from engine.landmarks import detect_landmarks
+    from engine.io.image_io import load_photo
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "astronaut.jpg"

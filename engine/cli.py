@@ -154,7 +154,7 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
             rep.emit("warning", message=message)
         result.save(out)
         if not args.no_preview:
-            from .image_io import load_photo
+            from .io.image_io import load_photo
             from .preview import write_preview
 
             # The preview overlays the result's camera, that of its reference (most frontal) photo.

@@ -1,7 +1,7 @@
 """The hierarchical reconstruction from one or more photos, stage by stage.
 
 photos -> landmarks (MediaPipe) per photo -> [several photos: identities fitted alone and
-compared, see engine.multiview] -> coarse head (one identity; pose and expression per photo)
+compared, see engine.levels.multiview] -> coarse head (one identity; pose and expression per photo)
 -> SH lighting and base albedo per photo -> one mid-frequency deformation map fitted to all
 photos (analysis-by-synthesis through the rasterizer) -> per photo: photo unwrapped into UV
 space, high-frequency displacement map (from shading), de-lit albedo -> [several photos:
@@ -20,25 +20,25 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from . import render
-from .albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
-from .coarse import default_focal_px, fit_coarse
-from .deformation import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
-from .displacement import detail_normals, fit_displacement, lowpass_albedo, shading_error
+from .detect.face_region import convex_hull, unoccluded
+from .detect.landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
 from .errors import DeviceError, EngineError, NoFaceError
-from .face_region import convex_hull, unoccluded
-from .geometry import vertex_normals
-from .head_model import HeadModel, load_head_model
-from .image_io import Photo, load_photo
-from .landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
-from .lighting import LightingFit, fit_lighting, shading_free_albedo
-from .multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
-from .mesh_ops import seam_uv_pairs, smooth_weighted, vertex_adjacency, vertex_uvs
+from .geometry.mesh_ops import seam_uv_pairs, smooth_weighted, vertex_adjacency, vertex_uvs
+from .geometry.sh import irradiance
+from .geometry.transforms import vertex_normals
+from .head.model import HeadModel, load_head_model
+from .io.image_io import Photo, load_photo
+from .levels.albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
+from .levels.coarse import default_focal_px, fit_coarse
+from .levels.high import detail_normals, fit_displacement, lowpass_albedo, shading_error
+from .levels.lighting import LightingFit, fit_lighting, shading_free_albedo
+from .levels.mid import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
+from .levels.multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
 from .progress import Progress, ProgressCallback
+from .render.view import View, crop_photo, face_view, sample_photo, to_camera, visible_vertices
 from .result import FaceReconstruction, ViewRecord, triangulate
-from .sh import irradiance
-from .unwrap import mirror_texels, observe
-from .uv_raster import rasterize_uv
-from .view import View, crop_photo, face_view, sample_photo, to_camera, visible_vertices
+from .uv.raster import rasterize_uv
+from .uv.unwrap import mirror_texels, observe
 
 ENGINE_VERSION = "0.1.0"
 
@@ -72,7 +72,7 @@ class ReconstructionOptions:
         weights_dir: folder of the official HRN release (single photo only, through
             engine.hrn_official); None = the built-in offline model.
         face_index: which face to use in photos with several: None = the largest; N = face N
-            counting from 0 left to right (engine.landmarks.detect_landmarks); every photo.
+            counting from 0 left to right (engine.detect.landmarks.detect_landmarks); every photo.
         alignment: with ``weights_dir``, where the five crop-alignment points come from:
             "auto" (the official detector chain when its files are in ``weights_dir``),
             "official" or "mediapipe" (engine.hrn_official.model.OfficialHRN.load).
@@ -177,7 +177,7 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
                 progress: Optional[ProgressCallback] = None) -> FaceReconstruction:
     """Reconstruct a head from one or more photos of one face.
 
-    With several photos (MV-HRN, see :mod:`engine.multiview`) the identity and the
+    With several photos (MV-HRN, see :mod:`engine.levels.multiview`) the identity and the
     mid-frequency deformation map are shared; pose, expression, lighting and displacement
     are fitted per photo and the displacement and albedo maps fused. Photos without a face
     are skipped with a warning, as are (with three or more photos) photos that probably show

@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 
 from . import render
-from .albedo import linear_to_srgb, srgb_to_linear
-from .displacement import detail_normals
-from .geometry import vertex_normals
+from .geometry.sh import A0, A1, C0, C1, irradiance
+from .geometry.transforms import vertex_normals
+from .levels.albedo import linear_to_srgb, srgb_to_linear
+from .levels.high import detail_normals
+from .render.view import View, crop_photo, interpolate_top_down, render_rast
 from .result import FaceReconstruction, to_uint8, triangulate
-from .sh import A0, A1, C0, C1, irradiance
-from .unwrap import observe
-from .uv_raster import rasterize_uv, sample_map
-from .view import View, crop_photo, interpolate_top_down, render_rast
+from .uv.raster import rasterize_uv, sample_map
+from .uv.unwrap import observe
 
 GREY = 0.6
 

@@ -32,8 +32,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import exr
 from .errors import EngineError, ModelFilesError
+from .io import exr
 
 FORMAT_VERSION = 1
 

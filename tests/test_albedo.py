@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
+from engine.levels.albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
 from uv_scene import make_scene
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import exr
-from engine.errors import EngineError, NoFaceError
-from engine.image_io import load_photo, photo_from_array
-from engine.landmarks import (MIN_FACE_PX, FaceIndexError, FaceTooSmallError, detect_landmarks,
+from engine.detect.landmarks import (MIN_FACE_PX, FaceIndexError, FaceTooSmallError, detect_landmarks,
                               face_width_px)
+from engine.errors import EngineError, NoFaceError
+from engine.io import exr
+from engine.io.image_io import load_photo, photo_from_array
 from engine.result import FaceReconstruction
 
 from synthetic_result import make_synthetic_result
@@ -202,8 +202,8 @@ def test_failed_save_leaves_the_earlier_result_untouched(result, tmp_path, monke
 def test_large_photo_crops_are_not_aliased():
     """A face many times larger than the fitting crop (a huge photo) is area-averaged, not
     point-sampled: 1-px stripes come out as their mean grey, not as stripes."""
+    from engine.render.view import View, crop_photo
     from engine.result import Camera
-    from engine.view import View, crop_photo
 
     stripes = np.zeros((4000, 4000, 3), np.float32)
     stripes[:, ::2] = 1.0

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.benchmark.align import (Similarity, Surface, align, closest_on_triangles,
+from benchmark.align import (Similarity, Surface, align, closest_on_triangles,
                                     fit_similarity)
-from engine.albedo import linear_to_srgb, srgb_to_linear
-from engine.benchmark.metrics import (SurfaceBandPass, albedo_error, detail_noise_floor,
+from benchmark.metrics import (SurfaceBandPass, albedo_error, detail_noise_floor,
                                       detail_score, region_errors)
-from engine.benchmark.scan import front_most, head_length, sample_map, vertex_areas
+from benchmark.scan import front_most, head_length, sample_map, vertex_areas
+from engine.levels.albedo import linear_to_srgb, srgb_to_linear
 
 
 def bumpy_patch(n: int = 60, size: float = 0.12) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,9 @@ def test_zip_layout_manifest_and_stored_wheels(built):
         wheel_info = archive.getinfo(f"wheels/{TINY}")
     assert {"__init__.py", "blender_manifest.toml", "scene/build.py", "engine/__init__.py",
             "engine/result.py", "engine/cli.py"} <= names
+    assert "engine/head/data/head_model.npz" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert not any("benchmark" in n for n in names)  # outside the engine, never shipped
     assert manifest["wheels"] == [f"./wheels/{TINY}"] and manifest["platforms"] == ["linux-x64"]
     assert manifest["id"] == "hrn_blender" and manifest["blender_version_min"] == "4.2.0"
     assert wheel_info.compress_type == zipfile.ZIP_STORED

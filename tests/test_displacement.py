@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.displacement import BAND_SIGMA_M, detail_normals, fit_displacement
 from engine.errors import Cancelled
-from engine.uv_observation import masked_lowpass
+from engine.levels.high import BAND_SIGMA_M, detail_normals, fit_displacement
+from engine.uv.observation import masked_lowpass
 from uv_scene import make_scene
 
 

@@ -1,13 +1,13 @@
-"""engine.face_region: what covers the face, told by colour, on painted and real photos."""
+"""engine.detect.face_region: what covers the face, told by colour, on painted and real photos."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.face_region import SKIN_SEEDS, unoccluded
-from engine.image_io import load_photo
-from engine.landmarks import CONTOUR, LEFT_EYEBROW, RIGHT_EYEBROW, detect_landmarks
+from engine.detect.face_region import SKIN_SEEDS, unoccluded
+from engine.detect.landmarks import CONTOUR, LEFT_EYEBROW, RIGHT_EYEBROW, detect_landmarks
+from engine.io.image_io import load_photo
 
 SKIN = (0.85, 0.62, 0.50)      # sRGB
 HAIR = (0.35, 0.25, 0.12)      # brown hair

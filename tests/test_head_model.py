@@ -1,4 +1,4 @@
-"""Tests of the packaged parametric head model (engine/data/head_model.npz)."""
+"""Tests of the packaged parametric head model (engine/head/data/head_model.npz)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.errors import ModelFilesError
-from engine.head_model import ARKIT_NAMES, HeadModel, load_head_model
+from engine.head.model import ARKIT_NAMES, HeadModel, load_head_model
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +245,7 @@ def test_subdivision_keeps_surface(model, fine):
     assert fine.identity_basis.shape == (model.n_identity, fine.n_vertices, 3)
     assert fine.expression_basis.shape == (52, fine.n_vertices, 3)
     # Every new point stays near its polygonal position (vertex, edge midpoint, quad centre).
-    from engine.head_model import catmull_clark
+    from engine.head.subdivision import catmull_clark
     polygonal = catmull_clark(model.faces, v).linear @ model.mean
     assert np.abs(fine.mean - polygonal).max() < 0.006
     assert np.abs(fine.mean[:v] - model.mean).max() < 0.006

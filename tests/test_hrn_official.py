@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import sh
 from engine.errors import ModelFilesError
+from engine.geometry import sh
 from engine.hrn_official import align, assets, bfm, checkpoint, convert, layout, net_recon, pix2pix, uv
 from engine.hrn_official.deretouch import DeRetouchUNet
 from engine.hrn_official.face_mask import face_oval_mask
@@ -225,7 +225,7 @@ def test_alignment_recovers_a_known_similarity():
 
 
 def test_five_points_from_mediapipe_groups():
-    from engine import landmarks as L
+    from engine.detect import landmarks as L
 
     pts = np.zeros((478, 2))
     pts[:] = [200.0, 200.0]
@@ -324,7 +324,7 @@ def test_working_image_and_crop_point_maps():
 
 
 def test_face_oval_mask_fills_the_contour():
-    from engine.landmarks import CONTOUR
+    from engine.detect.landmarks import CONTOUR
 
     points = np.zeros((478, 2))
     angle = np.linspace(0, 2 * np.pi, len(CONTOUR), endpoint=False)
@@ -366,9 +366,9 @@ def test_photo_camera_reproduces_official_projection():
 def official_result(hrn, astronaut_path):
     """One reconstruction of the astronaut photo with the fake files; the official outputs are
     captured on the way (a spy on ``OfficialHRN.run``)."""
+    from engine.detect.landmarks import detect_landmarks
     from engine.hrn_official.reconstruct import reconstruct_with_model
-    from engine.image_io import load_photo
-    from engine.landmarks import detect_landmarks
+    from engine.io.image_io import load_photo
 
     photo = load_photo(astronaut_path)
     lm = detect_landmarks(photo)

@@ -10,7 +10,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from engine.errors import ImageReadError
-from engine.image_io import ALPHA_BACKGROUND, Photo, load_photo, photo_from_array
+from engine.io.image_io import ALPHA_BACKGROUND, Photo, load_photo, photo_from_array
 
 
 def _check_photo(photo: Photo, size: tuple[int, int]):

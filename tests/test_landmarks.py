@@ -11,10 +11,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from engine import landmarks as lm
+from engine.detect import landmarks as lm
+from engine.detect.landmarks import FaceLandmarks, detect_landmarks
 from engine.errors import NoFaceError
-from engine.image_io import load_photo, photo_from_array
-from engine.landmarks import FaceLandmarks, detect_landmarks
+from engine.io.image_io import load_photo, photo_from_array
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_blank_image_has_no_face():
 
 
 def test_nothing_printed_to_stdout(astronaut_path):
-    code = ("from engine.image_io import load_photo; from engine.landmarks import detect_landmarks; "
+    code = ("from engine.io.image_io import load_photo; from engine.detect.landmarks import detect_landmarks; "
             f"detect_landmarks(load_photo({astronaut_path!r}))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parents[1])

@@ -15,17 +15,17 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmark.align import Surface
 from engine import render
-from engine.albedo import linear_to_srgb
-from engine.benchmark.align import Surface
 from engine.errors import Cancelled, NoFaceError
-from engine.geometry import similarity_transform, vertex_normals
-from engine.head_model import load_head_model
-from engine.multiview import check_identities, fuse_weighted
+from engine.geometry.sh import ambient_sh, irradiance
+from engine.geometry.transforms import similarity_transform, vertex_normals
+from engine.head.model import load_head_model
+from engine.levels.albedo import linear_to_srgb
+from engine.levels.multiview import check_identities, fuse_weighted
 from engine.pipeline import QUALITY, ReconstructionOptions, reconstruct
+from engine.render.view import View, interpolate_top_down, render_rast
 from engine.result import Camera, FaceReconstruction
-from engine.sh import ambient_sh, irradiance
-from engine.view import View, interpolate_top_down, render_rast
 
 SIZE = 384                      # render side, px
 FOCAL = SIZE * 50 / 36.0        # 50 mm-equivalent lens, as the engine assumes without EXIF

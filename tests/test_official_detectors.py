@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.detect.landmarks import detect_landmarks
 from engine.hrn_official import assets, detectors, layout
 from engine.hrn_official.align import align_crop, five_from_68, five_points_from_mediapipe, working_image
 from engine.hrn_official.bbox_regressor import Crop68
 from engine.hrn_official.model import OfficialHRN
-from engine.image_io import load_photo
-from engine.landmarks import detect_landmarks
+from engine.io.image_io import load_photo
 from engine.result import to_uint8
 from tests.fake_fan import write_fake_fan, write_fake_s3fd
 from tests.fake_landmark106 import write_bbox_regressor, write_landmark106

@@ -125,14 +125,14 @@ def test_albedo_is_skin_coloured_and_in_range(astronaut_run):
 def test_albedo_takes_skin_not_her_fringe(astronaut_run, astronaut_path):
     """Her fringe covers the top of the forehead. Texels of the forehead it hides get skin
     from around them, not hair: their brightness stays near the cheeks'. (Taking colour
-    through the hair, as before engine.face_region, gave 0.53 of the cheeks; now 0.70.)"""
+    through the hair, as before engine.detect.face_region, gave 0.53 of the cheeks; now 0.70.)"""
     import torch
 
-    from engine.face_region import SKIN_SEEDS, unoccluded
-    from engine.geometry import vertex_normals
-    from engine.image_io import load_photo
-    from engine.landmarks import detect_landmarks
-    from engine.mesh_ops import vertex_uvs
+    from engine.detect.face_region import SKIN_SEEDS, unoccluded
+    from engine.detect.landmarks import detect_landmarks
+    from engine.geometry.mesh_ops import vertex_uvs
+    from engine.geometry.transforms import vertex_normals
+    from engine.io.image_io import load_photo
     from engine.result import triangulate
 
     _, _, res = astronaut_run

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import exr
 from engine.errors import ModelFilesError
+from engine.io import exr
 from engine.result import Camera, FaceReconstruction, ViewRecord, triangulate
 
 

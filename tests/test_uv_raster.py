@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.uv_raster import UVRaster, dilate, rasterize_uv, sample_map
+from engine.uv.raster import UVRaster, dilate, rasterize_uv, sample_map
 
 H, W = 12, 16
 

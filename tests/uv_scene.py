@@ -6,7 +6,7 @@ by a camera at the origin looking down -Z. Its albedo (a smooth, left-right symm
 tone plus freckle-like spots), displacement (wrinkle lines and pore bumps, 0.1-0.4 mm) and
 SH lighting are known; the photo colour is albedo * irradiance(true detail normal), plus
 noise and one specular highlight. The true detail normals come from finite differences of
-the displaced positions, independently of engine.displacement.
+the displaced positions, independently of engine.levels.high.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.sh import irradiance, sh_basis
-from engine.uv_observation import UVObservation
+from engine.geometry.sh import irradiance, sh_basis
+from engine.uv.observation import UVObservation
 
 RADIUS = 0.09
 HEIGHT = 0.25

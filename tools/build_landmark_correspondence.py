@@ -1,10 +1,10 @@
 """Find where MediaPipe's 478 face-mesh landmarks lie on the head model's surface.
 
 Renders the model's mean head (plus yawed, pitched and two identity variants) with Blender
-Cycles (skin-like material; the model's eyeballs with a procedural iris), runs the engine's detector :func:`engine.landmarks.detect_landmarks` on each
+Cycles (skin-like material; the model's eyeballs with a procedural iris), runs the engine's detector :func:`engine.detect.landmarks.detect_landmarks` on each
 render, casts each detected 2D landmark back through the render camera onto the head
 skin, averages the hits of each landmark on the mean head and snaps the average to the
-skin (rays that meet an eyeball first miss). Stores, in ``engine/data/head_model.npz``: ``landmark_faces`` (triangle index into
+skin (rays that meet an eyeball first miss). Stores, in ``engine/head/data/head_model.npz``: ``landmark_faces`` (triangle index into
 ``HeadModel.triangles()``), ``landmark_barycentrics``, ``landmark_weights`` (hit rate
 divided by ``1 + (spread / 3 mm)²``, so sliding contour points weigh less and landmarks
 that never hit the skin, e.g. the irises, weigh 0) and ``landmark_uv``.
@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from engine.benchmark.render import new_cycles_scene  # noqa: E402
+from benchmark.render import new_cycles_scene  # noqa: E402
 from engine.conventions import model_to_blender  # noqa: E402
-from engine.head_model import DEFAULT_MODEL_PATH, read_model_arrays  # noqa: E402
-from engine.image_io import photo_from_array  # noqa: E402
-from engine.landmarks import (IRIS_LEFT, IRIS_LEFT_CENTER, IRIS_RIGHT,  # noqa: E402
+from engine.detect.landmarks import (IRIS_LEFT, IRIS_LEFT_CENTER, IRIS_RIGHT,  # noqa: E402
                               IRIS_RIGHT_CENTER, detect_landmarks)
+from engine.head.model import DEFAULT_MODEL_PATH, read_model_arrays  # noqa: E402
+from engine.io.image_io import photo_from_array  # noqa: E402
 
 IMAGE_SIDE = 512
 LENS_MM, SENSOR_MM = 85.0, 36.0

@@ -10,7 +10,7 @@ left = int(w/2 - S/2 + (tx - w0/2) s'), top = int(h/2 - S/2 + (h0/2 - ty) s').
 All 2D landmark maths is **y-up** in OpenCV pixel-index coordinates (pixel centres at
 integers), y_up = H - 1 - y.
 
-Our landmarks (:mod:`engine.landmarks`) are MediaPipe's 478 points with pixel centres at
+Our landmarks (:mod:`engine.detect.landmarks`) are MediaPipe's 478 points with pixel centres at
 integer + 0.5, y down; :func:`five_points_from_mediapipe` converts them. The mapping (the
 official pipeline gets the points from FAN's 68 landmarks 37/40, 43/46, 31, 49, 55, 1-based):
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import landmarks as mp_landmarks
+from ..detect import landmarks as mp_landmarks
 from ..errors import ModelFilesError
 from . import layout
 

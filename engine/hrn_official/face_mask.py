@@ -3,8 +3,8 @@
 The official chain runs a TensorFlow-1 segmentation graph on the 224 crop and uses its
 0..1 face alpha as the occlusion mask that multiplies the deformation and displacement maps
 (FACTS 1.7, 1.14). We have no TensorFlow, so the mask is the inside of MediaPipe's face oval
-(:data:`engine.landmarks.CONTOUR`), drawn antialiased, less what covers the face as told by
-colour (:func:`engine.face_region.unoccluded`: hair, glasses frames, dark or coloured
+(:data:`engine.detect.landmarks.CONTOUR`), drawn antialiased, less what covers the face as told by
+colour (:func:`engine.detect.face_region.unoccluded`: hair, glasses frames, dark or coloured
 occluders). Unlike a trained segmentation it misses occluders of skin colour, such as a hand;
 callers warn the user about that (:data:`REPLACEMENT_WARNING`).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..face_region import unoccluded
-from ..landmarks import CONTOUR
+from ..detect.face_region import unoccluded
+from ..detect.landmarks import CONTOUR
 
 #: Supersampling factor of the polygon drawing (antialiased edges like a soft alpha matte).
 _SUPERSAMPLE = 4
@@ -42,6 +42,6 @@ def face_oval_mask(points_crop: np.ndarray, size: int) -> np.ndarray:
 
 def face_region_mask(image: np.ndarray, points_crop: np.ndarray) -> np.ndarray:
     """``[S, S]`` float32 face alpha of the crop ``image`` (``[S, S, 3]`` sRGB in [0, 1]):
-    :func:`face_oval_mask` times :func:`engine.face_region.unoccluded`."""
+    :func:`face_oval_mask` times :func:`engine.detect.face_region.unoccluded`."""
     size = image.shape[0]
     return face_oval_mask(points_crop, size) * unoccluded(image, points_crop)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..uv_raster import UVRaster, rasterize_uv
+from ..uv.raster import UVRaster, rasterize_uv
 from . import align, bfm, checkpoint, layout, pix2pix, uv
 from .deretouch import apply_blend, blend_layer
 from .detectors import OfficialDetectors, available

@@ -53,9 +53,9 @@ class Coefficients:
                    coeffs[:, GAMMA], coeffs[:, TRANS])
 
     def sh_coefficients(self) -> torch.Tensor:
-        """``[B, 9, 3]`` final SH lighting in :mod:`engine.sh` layout (coefficient, RGB),
-        with :data:`engine.sh.HRN_INIT_LIT` added to the DC term of every channel."""
-        from ..sh import HRN_INIT_LIT
+        """``[B, 9, 3]`` final SH lighting in :mod:`engine.geometry.sh` layout (coefficient, RGB),
+        with :data:`engine.geometry.sh.HRN_INIT_LIT` added to the DC term of every channel."""
+        from ..geometry.sh import HRN_INIT_LIT
 
         sh = self.gamma.reshape(-1, 3, 9).transpose(1, 2).clone()
         sh[:, 0, :] += HRN_INIT_LIT

@@ -1,7 +1,7 @@
 """Photo -> :class:`engine.result.FaceReconstruction` with the official HRN networks.
 
 Five alignment points, from the official RetinaFace + 106-point + FAN chain when its files are
-present (:mod:`.detectors`), else from MediaPipe's landmarks (:mod:`engine.landmarks`) ->
+present (:mod:`.detectors`), else from MediaPipe's landmarks (:mod:`engine.detect.landmarks`) ->
 official 5-point alignment to the 224^2 and 512^2 crops (:mod:`.align`) -> face-region mask
 (:mod:`.face_mask`: MediaPipe's face oval less occluders, replaces the TensorFlow
 segmentation) -> official
@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import render
+from ..detect.landmarks import FaceLandmarks
 from ..errors import ModelFilesError, NoFaceError
-from ..image_io import Photo
-from ..landmarks import FaceLandmarks
+from ..io.image_io import Photo
 from ..progress import Progress, ProgressCallback
+from ..render.view import face_view
 from ..result import Camera, FaceReconstruction, ViewRecord, to_uint8
-from ..unwrap import observe
-from ..view import face_view
+from ..uv.unwrap import observe
 from . import align, bfm, convert, layout
 from .deretouch import apply_blend
 from .detectors import crop_difference
@@ -66,8 +66,8 @@ def reconstruct_official(photo: Photo, landmarks: FaceLandmarks, assets_dir: str
     """Reconstruct one photo with the official HRN release in ``assets_dir``.
 
     Args:
-        photo: the photo (:func:`engine.image_io.load_photo`).
-        landmarks: its MediaPipe landmarks (:func:`engine.landmarks.detect_landmarks`).
+        photo: the photo (:func:`engine.io.image_io.load_photo`).
+        landmarks: its MediaPipe landmarks (:func:`engine.detect.landmarks.detect_landmarks`).
         assets_dir: folder holding the official files, GitHub or ModelScope layout
             (``python -m engine.hrn_official assets check DIR`` lists them).
         device: torch device; on CUDA the visibility raster uses nvdiffrast when installed.

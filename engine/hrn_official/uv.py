@@ -6,7 +6,7 @@
   No visibility test.
 * :func:`sample_at_vertices` reads a UV map at vertex UVs with corner-aligned texel
   coordinates (col = u w, row = h - v h, no half-texel offset), standard bilinear weights,
-  clamped indices; while world2uv (:class:`engine.uv_raster.UVRaster`) uses texel centres.
+  clamped indices; while world2uv (:class:`engine.uv.raster.UVRaster`) uses texel centres.
 """
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ maps ('auto' means 'linear'); triangles with a vertex at ``w <= 0`` are dropped 
 clipped; ``pos`` may also be float64 (for gradient checks).
 
 Modules: ``context`` (backend choice), ``ops`` (the dispatching verbs), ``torch_raster`` and
-``torch_shading`` (the pure-torch backend, also the reference implementation).
+``torch_shading`` (the pure-torch backend, also the reference implementation), and ``view``
+(the posed head rendered into a square crop of the photo; imported as
+``engine.render.view``, not re-exported here).
 """
 from .context import BACKENDS, TorchRasterContext, make_context, nvdiffrast_available
 from .ops import antialias, interpolate, rasterize, texture

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .displacement import CHROMA_SIGMA, OUTLIER_MARGIN_M, colour_contrast
-from .sh import irradiance
-from .uv_observation import UVObservation, masked_lowpass
+from ..geometry.sh import irradiance
+from ..uv.observation import UVObservation, masked_lowpass
+from .high import CHROMA_SIGMA, OUTLIER_MARGIN_M, colour_contrast
 
 #: Visibility from which a texel's own observation is fully trusted; below it, it is blended
 #: with the fill (grazing views are blurred and badly de-lit).
@@ -71,7 +71,7 @@ def estimate_albedo(
 
     Args:
         obs: the UV observation of the photo.
-        sh: ``[9, 3]`` SH lighting (camera space, engine.sh convention).
+        sh: ``[9, 3]`` SH lighting (camera space, engine.geometry.sh convention).
         detail_normal: ``[H, W, 3]`` normals to de-light with, e.g.
             ``detail_normals(obs, fit_displacement(obs, sh))``; default the smooth normals.
         reference_cell_m: cell size (metres) of the robust local reference that detail is

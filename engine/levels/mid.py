@@ -18,12 +18,12 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import Cancelled
-from .geometry import project, vertex_normals
-from .progress import ProgressCallback
-from .sh import irradiance
-from .uv_raster import sample_map
-from .view import View, interpolate_top_down, render_rast, to_camera
+from ..errors import Cancelled
+from ..geometry.sh import irradiance
+from ..geometry.transforms import project, vertex_normals
+from ..progress import ProgressCallback
+from ..render.view import View, interpolate_top_down, render_rast, to_camera
+from ..uv.raster import sample_map
 
 
 @dataclass(frozen=True)

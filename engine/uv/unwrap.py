@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .geometry import vertex_normals
-from .uv_observation import UVObservation
-from .uv_raster import UVRaster
-from .view import View, interpolate_top_down, render_rast, sample_photo, to_camera
+from ..geometry.transforms import vertex_normals
+from ..render.view import View, interpolate_top_down, render_rast, sample_photo, to_camera
+from .observation import UVObservation
+from .raster import UVRaster
 
 
 def face_tangents(vertices: np.ndarray, triangles: np.ndarray, uvs: np.ndarray,

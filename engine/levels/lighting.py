@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sh import sh_basis
+from ..geometry.sh import sh_basis
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFilesError
+from engine.errors import ModelFilesError
 
 MESH_FILE = "LeePerrySmith.glb"
 DISPLACEMENT_FILE = "Infinite-Level_02_Disp_NoSmoothUV-4096.jpg"
@@ -253,7 +253,7 @@ def define_regions(scan: Scan, landmarks: np.ndarray) -> ScanRegions:
       lowest eye landmark - 2m, above the lowest lip landmark, outside the nose hull and the
       mouth region grown by m, and further than m from the nose's sides.
     """
-    from ..landmarks import CONTOUR, LEFT_EYE, LEFT_EYEBROW, LIPS, NOSE, RIGHT_EYE, RIGHT_EYEBROW
+    from engine.detect.landmarks import CONTOUR, LEFT_EYE, LEFT_EYEBROW, LIPS, NOSE, RIGHT_EYE, RIGHT_EYEBROW
 
     xy, lm = scan.vertices[:, :2], landmarks[:, :2]
     front = ((scan.normals[:, 2] > 0) & front_most(scan.vertices)

@@ -10,7 +10,7 @@ Methods:
   along the vertex normals).
 * ``ours (3 views)``: frontal + ±30° yaw together, when the pipeline accepts several photos.
 
-Each surface is aligned to the scan by itself (:func:`engine.benchmark.align.align`), then
+Each surface is aligned to the scan by itself (:func:`benchmark.align.align`), then
 the distance from every scan point of a region to it is averaged, weighted by the surface area
 each scan point stands for (REALY's direction: scan to reconstruction). Geometry is scored on
 the whole regions, seen or not; the detail score and the albedo error only on scan points
@@ -19,7 +19,7 @@ visible in the shot, each beside its chance level: the detail score of random di
 
 Detail score: the scan's displacement at each visible scan point and the reconstruction's
 displacement map read at the corresponding point (closest point of the aligned surface, its
-UV) pass through one band-pass on the scan surface (:class:`engine.benchmark.metrics.SurfaceBandPass`),
+UV) pass through one band-pass on the scan surface (:class:`benchmark.metrics.SurfaceBandPass`),
 then are correlated. Filtering both on the same surface, in millimetres, keeps either UV
 layout's distortion out of the comparison.
 """
@@ -32,9 +32,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import EngineError
-from ..landmarks import FaceLandmarks
-from ..result import Camera, FaceReconstruction, triangulate
+from engine.detect.landmarks import FaceLandmarks
+from engine.errors import EngineError
+from engine.result import Camera, FaceReconstruction, triangulate
+
 from .align import Surface, align
 from .metrics import (DETAIL_BAND_M, SurfaceBandPass, albedo_error, detail_noise_floor,
                       detail_score, region_errors)
@@ -102,14 +103,14 @@ def evaluate(render_dir: str | Path, work_dir: str | Path, scan: Scan,
     """Reconstruct each rendered shot (cached in ``work_dir/reconstructions``) and score it.
 
     Args:
-        render_dir: folder written by :func:`engine.benchmark.render.render_set`.
+        render_dir: folder written by :func:`benchmark.render.render_set`.
         shots: shot names to score; None = every render in the folder.
         options: :class:`engine.pipeline.ReconstructionOptions` (default: its defaults).
         fresh: reconstruct again even when a cached reconstruction exists.
     """
-    from ..image_io import load_photo
-    from ..landmarks import detect_landmarks
-    from ..pipeline import ReconstructionOptions
+    from engine.detect.landmarks import detect_landmarks
+    from engine.io.image_io import load_photo
+    from engine.pipeline import ReconstructionOptions
 
     options = options or ReconstructionOptions()
     render_dir, work_dir = Path(render_dir), Path(work_dir)
@@ -201,13 +202,13 @@ def _view(ctx: _Context, camera: Camera) -> _View:
 def _load_shot(render_dir: Path, name: str) -> tuple[Path, Camera]:
     meta = render_dir / f"{name}.json"
     if not meta.is_file():
-        raise EngineError(f"Render {meta} is missing; run `python -m engine.benchmark render` first.")
+        raise EngineError(f"Render {meta} is missing; run `python -m benchmark render` first.")
     return render_dir / f"{name}.png", Camera.from_json(json.loads(meta.read_text())["camera"])
 
 
 def _reconstruction(folder: Path, images: list[Path], options, fresh: bool,
                     log: Callable[[str], None]) -> FaceReconstruction:
-    from ..pipeline import reconstruct
+    from engine.pipeline import reconstruct
 
     if not fresh and (folder / "reconstruction.json").is_file():
         return FaceReconstruction.load(folder)
@@ -249,7 +250,8 @@ def mediapipe_triangles() -> np.ndarray:
 
 def _rec_landmarks(rec: FaceReconstruction, vertices: np.ndarray) -> np.ndarray:
     """``[478, 3]`` landmark positions on the reconstruction (NaN where the model has none)."""
-    from ..head_model import load_head_model, locate_uv
+    from engine.head.model import load_head_model
+    from engine.head.subdivision import locate_uv
 
     model = load_head_model()
     tri, bary = locate_uv(rec.uvs, rec.face_uvs, model.landmark_uv)
@@ -269,7 +271,7 @@ def _score_mediapipe(ctx: _Context, shot: str, landmarks: FaceLandmarks,
 
 def _score_levels(ctx: _Context, shot: str, method: str, rec: FaceReconstruction,
                   view: _View) -> list[Score]:
-    from ..mesh_ops import vertex_uvs
+    from engine.geometry.mesh_ops import vertex_uvs
 
     tris = rec.triangles().astype(np.int64)
     coarse = rec.vertices.astype(np.float64)

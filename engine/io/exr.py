@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFilesError
+from ..errors import ModelFilesError
 
 _MAGIC = 20000630
 _FLOAT = 2

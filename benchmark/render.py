@@ -29,8 +29,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..conventions import MODEL_TO_BLENDER
-from ..result import Camera
+from engine.conventions import MODEL_TO_BLENDER
+from engine.result import Camera
+
 from .scan import ATTRIBUTION, COLOUR_FILE, Scan
 
 #: Width of the field of view at the head, metres (sets the camera distance).

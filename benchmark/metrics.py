@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from ..albedo import linear_to_srgb, srgb_to_linear
+from engine.levels.albedo import linear_to_srgb, srgb_to_linear
+
 from .align import Surface
 
 #: Detail band compared by :func:`detail_score`: Gaussian difference between these blurs

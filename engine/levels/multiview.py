@@ -8,9 +8,9 @@ here from the per-view maps.
 Fusion rule (displacement and albedo alike): texel ``t`` of the canonical map is the
 weighted mean over views ``k`` of the per-view maps, with weight ``w_k(t) = c_k(t)²``, where
 ``c_k`` is that view's per-texel confidence: its UV visibility (0 where occluded, outside
-the photo or off the skin, else the view-angle ramp of :func:`engine.unwrap.observe`, 1
+the photo or off the skin, else the view-angle ramp of :func:`engine.uv.unwrap.observe`, 1
 head-on falling to 0 at grazing angles) for displacement, and the albedo confidence of
-:func:`engine.albedo.estimate_albedo` (that visibility where the photo saw the texel, low
+:func:`engine.levels.albedo.estimate_albedo` (that visibility where the photo saw the texel, low
 where it was filled in) for albedo. Squaring lets the most head-on view dominate a texel
 (a 60-degree view weighs about a fifth of a frontal one there), so an extreme profile
 photo adds cheek, jaw and ear detail where the others do not see, without blurring the
@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..head.model import HeadModel
 from .albedo import linear_to_srgb, srgb_to_linear
-from .head_model import HeadModel
 
 #: RMS distance (metres, over the face) between one photo's identity and the median identity
 #: of all photos above which the photo is taken to show a different person. Measured on
@@ -66,7 +66,7 @@ def check_identities(model: HeadModel, identities: Sequence[np.ndarray]) -> Iden
     three photos no single photo can be blamed, so none is an outlier; the distances are
     still reported.
     """
-    from .geometry import similarity_transform
+    from ..geometry.transforms import similarity_transform
 
     face = model.regions["face"]
     ids = np.stack([np.asarray(i, np.float64) for i in identities])

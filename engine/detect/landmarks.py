@@ -41,8 +41,8 @@ import numpy as np
 from mediapipe.python.solutions import face_mesh_connections as _connections
 from PIL import Image
 
-from .errors import NoFaceError
-from .image_io import Photo
+from ..errors import NoFaceError
+from ..io.image_io import Photo
 
 
 class FaceTooSmallError(NoFaceError):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .errors import Cancelled
-from .progress import ProgressCallback
-from .sh import irradiance
-from .uv_observation import UVObservation, masked_lowpass
+from ..errors import Cancelled
+from ..geometry.sh import irradiance
+from ..progress import ProgressCallback
+from ..uv.observation import UVObservation, masked_lowpass
 
 STAGE = "Fitting fine detail"
 
@@ -158,7 +158,7 @@ def fit_displacement(
 
     Args:
         obs: the UV observation of the photo.
-        sh: ``[9, 3]`` SH lighting (camera space, engine.sh convention).
+        sh: ``[9, 3]`` SH lighting (camera space, engine.geometry.sh convention).
         albedo_linear_smooth: ``[H, W, 3]`` linear albedo without fine detail; default
             :func:`lowpass_albedo`.
         iterations: L-BFGS iterations at the coarsest level; finer levels get half.

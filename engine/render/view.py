@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import render
-from .conventions import camera_to_clip
-from .result import Camera
+from .. import render
+from ..conventions import camera_to_clip
+from ..result import Camera
 
 
 @dataclass(frozen=True)

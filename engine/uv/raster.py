@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import render
+from .. import render
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from .evaluate import MEDIAPIPE, MULTI, SINGLE, Evaluation, Score
+from .metrics import DETAIL_BAND_M
 from .render import REFERENCE_SHOT
 from .scan import ATTRIBUTION, DISPLACEMENT_SCALE_M, HEAD_LENGTH_M, REGIONS
-from .metrics import DETAIL_BAND_M
 
 #: Detail score above which the high level counts as "clearly positive" in the targets.
 DETAIL_TARGET = 0.1

@@ -1,6 +1,6 @@
 """What the photo says about each texel of the head's UV map, and filters on such maps.
 
-The detail stages (:mod:`engine.displacement`, :mod:`engine.albedo`) work in UV space: the
+The detail stages (:mod:`engine.levels.high`, :mod:`engine.levels.albedo`) work in UV space: the
 fitted mid-level head is rasterised into its UV layout and every texel is projected into the
 photo. :class:`UVObservation` holds the result. Maps follow :mod:`engine.conventions` (row 0
 at v = 1; texel (i, j) centred at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H).

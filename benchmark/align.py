@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..geometry import similarity_transform
+from engine.geometry.transforms import similarity_transform
 
 
 @dataclass(frozen=True)

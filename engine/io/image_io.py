@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import ImageReadError
+from ..errors import ImageReadError
 
 #: Grey level (sRGB, [0, 1]) that transparent pixels are composited onto. Mid-grey keeps a
 #: cut-out portrait's background neutral, so it biases neither the face detector nor the

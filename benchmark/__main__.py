@@ -1,7 +1,7 @@
-"""``python -m engine.benchmark render|evaluate``: the accuracy benchmark on the head scan.
+"""``python -m benchmark render|evaluate``: the accuracy benchmark on the head scan.
 
-    python -m engine.benchmark render   [--scan DIR] [--out out/benchmark] [--full] [--size 512] [--samples 32]
-    python -m engine.benchmark evaluate [--scan DIR] [--out out/benchmark] [--shots NAME ...] [--fresh]
+    python -m benchmark render   [--scan DIR] [--out out/benchmark] [--full] [--size 512] [--samples 32]
+    python -m benchmark evaluate [--scan DIR] [--out out/benchmark] [--shots NAME ...] [--fresh]
 
 ``render`` writes ``OUT/renders/<shot>.png`` + ``.json``; ``evaluate`` reconstructs every
 render (cached in ``OUT/reconstructions``), scores it and writes ``OUT/results.md`` and
@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import EngineError
+from engine.errors import EngineError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("render", "evaluate"):
         p = sub.add_parser(name)
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         paths = render_set(scan, args.out / "renders", shots, args.size, args.samples, log=print)
         print(f"{len(paths)} renders in {args.out / 'renders'} ({time.perf_counter() - t0:.0f} s)")
         return 0
-    from ..pipeline import ReconstructionOptions
+    from engine.pipeline import ReconstructionOptions
     from .evaluate import evaluate
     from .report import write_report
 

@@ -19,12 +19,12 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from .geometry import axis_angle_to_matrix, similarity_transform
-from .head_model import HeadModel
-from .landmarks import FaceLandmarks
-from .progress import ProgressCallback
-from .result import Camera
-from .errors import Cancelled
+from ..detect.landmarks import FaceLandmarks
+from ..errors import Cancelled
+from ..geometry.transforms import axis_angle_to_matrix, similarity_transform
+from ..head.model import HeadModel
+from ..progress import ProgressCallback
+from ..result import Camera
 
 
 @dataclass(frozen=True)
