@@ -28,24 +28,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
+PYPROJECT = ROOT / "pyproject.toml"
 PYTHON_VERSION = "3.11"  # Blender 4.2-5.0
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-#: Runtime distributions, at the versions requirements.txt pins (the ones the tests run with);
+#: Runtime distributions, at the versions pyproject.toml pins (the ones the tests run with);
 #: numpy is listed only so that the rest resolves against Blender's numpy 1.x, then dropped.
 RUNTIME_NAMES = ("mediapipe", "opencv-contrib-python", "pillow", "scipy", "tqdm", "numpy")
 
 
-def pinned(names: tuple[str, ...], requirements: Path = ROOT / "requirements.txt") -> list[str]:
-    """``name==version`` for each name, from the pins in ``requirements``."""
+def pinned(names: tuple[str, ...], pyproject: Path = PYPROJECT) -> list[str]:
+    """``name==version`` for each name, from the pins of ``pyproject``'s ``[project]``
+    dependencies (the one list of pins; requirements.txt installs the project itself)."""
     pins = {}
-    for line in requirements.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
+    for requirement in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+        if "==" in requirement:
+            name, version = requirement.split(";")[0].split("==")
             pins[name.strip().lower()] = version.strip()
     missing = [n for n in names if n not in pins]
     if missing:
-        raise SystemExit(f"build.py: {requirements.name} pins no version of {', '.join(missing)}")
+        raise SystemExit(f"build.py: {pyproject.name} pins no version of {', '.join(missing)}")
     return [f"{n}=={pins[n]}" for n in names]
 
 
