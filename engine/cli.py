@@ -1,20 +1,14 @@
 """Command line: ``python -m engine reconstruct PHOTO [PHOTO ...] --out DIR``.
 
 Progress goes to the console as a bar (default), as JSON lines for programs
-(``--progress jsonl``, the protocol the Blender extension reads), or nowhere.
-
-JSON lines protocol (one object per line on stdout):
-    ``{"event": "progress", "stage": str, "fraction": float}``
-    ``{"event": "warning", "message": str}``
-    ``{"event": "error", "kind": "NoFaceError" | "ImageReadError" | ..., "message": str}`` (exit 2)
-    ``{"event": "done", "result": DIR}`` (exit 0)
-Exit code 130 after a cancel (Ctrl-C / SIGINT), 2 after an error the user can fix.
+(``--progress jsonl``, the protocol the Blender extension reads: :mod:`engine.progress`), or
+nowhere. Exit code :data:`~engine.progress.EXIT_CANCELLED` after a cancel (Ctrl-C / SIGINT),
+:data:`~engine.progress.EXIT_ERROR` after an error the user can fix.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +17,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import Cancelled, EngineError
+from .progress import (CANCELLED, EXIT_CANCELLED, EXIT_ERROR, DoneEvent, ErrorEvent, Event, ProgressEvent,
+                       WarningEvent)
 
 EXAMPLES = ("astronaut",)
 
@@ -94,16 +90,17 @@ class _Reporter:
         self._bar = None
         self._stage = None
 
-    def emit(self, event: str, **fields) -> None:
+    def emit(self, event: Event) -> None:
+        """A protocol line in jsonl mode; else warnings and errors as text on stderr."""
         if self.mode == "jsonl":
-            print(json.dumps({"event": event, **fields}), flush=True)
-        elif event in ("warning", "error"):
+            print(event.to_json(), flush=True)
+        elif isinstance(event, (WarningEvent, ErrorEvent)):
             self.close()
-            print(f"{event}: {fields['message']}", file=sys.stderr)
+            print(f"{event.EVENT}: {event.message}", file=sys.stderr)
 
     def progress(self, stage: str, fraction: float) -> bool:
         if self.mode == "jsonl":
-            self.emit("progress", stage=stage, fraction=round(float(fraction), 4))
+            self.emit(ProgressEvent(stage=stage, fraction=round(float(fraction), 4)))
         elif self.mode == "bar":
             from tqdm import tqdm
 
@@ -151,7 +148,7 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
         result = reconstruct(photos, options, progress=rep.progress)
         rep.close()
         for message in result.warnings:
-            rep.emit("warning", message=message)
+            rep.emit(WarningEvent(message))
         result.save(out)
         if not args.no_preview:
             from .io.image_io import load_photo
@@ -171,7 +168,7 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
         if done.returncode != 0:
             raise EngineError(f"Building the Blender scene failed (exit code {done.returncode}); "
                               "is the bpy module installed?")
-    rep.emit("done", result=str(out))
+    rep.emit(DoneEvent(str(out)))
     if rep.mode != "jsonl":
         print(f"Wrote {out}")
     return 0
@@ -191,10 +188,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return reconstruct_command(args, rep)
     except (Cancelled, KeyboardInterrupt):
         rep.close()
-        rep.emit("error", kind="Cancelled", message="Cancelled.")
-        return 130
+        rep.emit(CANCELLED)
+        return EXIT_CANCELLED
     except EngineError as err:
         rep.close()
-        rep.emit("error", kind=type(err).__name__, message=str(err))
-        return 2
+        rep.emit(ErrorEvent(kind=type(err).__name__, message=str(err)))
+        return EXIT_ERROR
     return 1

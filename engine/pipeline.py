@@ -34,7 +34,7 @@ from .levels.high import detail_normals, fit_displacement, lowpass_albedo, shadi
 from .levels.lighting import LightingFit, fit_lighting, shading_free_albedo
 from .levels.mid import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
 from .levels.multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
-from .progress import Progress, ProgressCallback
+from .progress import Progress, ProgressCallback, Stage, per_photo
 from .render.view import View, crop_photo, face_view, sample_photo, to_camera, visible_vertices
 from .result import FaceReconstruction, ViewRecord, triangulate
 from .uv.raster import rasterize_uv
@@ -94,20 +94,14 @@ class ReconstructionOptions:
             raise EngineError(f"Unknown alignment '{self.alignment}'; use auto, official or mediapipe.")
 
 
-STAGES = (("Loading photo", 1), ("Detecting face", 4), ("Fitting head shape", 4),
-          ("Estimating lighting", 3), ("Fitting mid-frequency detail", 45),
-          ("Unwrapping texture", 6), ("Fitting high-frequency detail", 25),
-          ("Estimating albedo", 8), ("Assembling result", 4))
+STAGES = ((Stage.LOADING_PHOTO, 1), (Stage.DETECTING_FACE, 4), (Stage.FITTING_HEAD_SHAPE, 4),
+          (Stage.ESTIMATING_LIGHTING, 3), (Stage.FITTING_MID, 45),
+          (Stage.UNWRAPPING_TEXTURE, 6), (Stage.FITTING_HIGH, 25),
+          (Stage.ESTIMATING_ALBEDO, 8), (Stage.ASSEMBLING_RESULT, 4))
 """Stages of a single-view run and their relative run times."""
 
-_PER_PHOTO = {"Loading photo", "Detecting face", "Estimating lighting", "Unwrapping texture",
-              "Fitting high-frequency detail", "Estimating albedo"}
-
-
-def stage_name(name: str, index: int, count: int) -> str:
-    """The progress name of a per-photo stage: ``name`` alone for one photo, else
-    ``"name (photo 2 of 3)"``."""
-    return name if count == 1 else f"{name} (photo {index + 1} of {count})"
+_PER_PHOTO = {Stage.LOADING_PHOTO, Stage.DETECTING_FACE, Stage.ESTIMATING_LIGHTING,
+              Stage.UNWRAPPING_TEXTURE, Stage.FITTING_HIGH, Stage.ESTIMATING_ALBEDO}
 
 
 def stages(count: int) -> tuple[tuple[str, float], ...]:
@@ -115,14 +109,15 @@ def stages(count: int) -> tuple[tuple[str, float], ...]:
     per-photo stages once per photo, shared ones (scaled by the number of photos) once."""
     if count == 1:
         return STAGES
-    weight = dict(STAGES, **{"Comparing faces": 1, "Fusing views": 2})
+    weight = {**dict(STAGES), Stage.COMPARING_FACES: 1, Stage.FUSING_VIEWS: 2}
     out = []
-    for names in (("Loading photo", "Detecting face"), ("Comparing faces", "Fitting head shape"),
-                  ("Estimating lighting",), ("Fitting mid-frequency detail",),
-                  ("Unwrapping texture", "Fitting high-frequency detail", "Estimating albedo"),
-                  ("Fusing views", "Assembling result")):
+    for names in ((Stage.LOADING_PHOTO, Stage.DETECTING_FACE),
+                  (Stage.COMPARING_FACES, Stage.FITTING_HEAD_SHAPE),
+                  (Stage.ESTIMATING_LIGHTING,), (Stage.FITTING_MID,),
+                  (Stage.UNWRAPPING_TEXTURE, Stage.FITTING_HIGH, Stage.ESTIMATING_ALBEDO),
+                  (Stage.FUSING_VIEWS, Stage.ASSEMBLING_RESULT)):
         if names[0] in _PER_PHOTO:
-            out += [(stage_name(n, k, count), weight[n]) for k in range(count) for n in names]
+            out += [(per_photo(n, k, count), weight[n]) for k in range(count) for n in names]
         else:
             out += [(n, weight[n] * count) for n in names]
     return tuple(out)
@@ -197,9 +192,9 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
     t_start = time.perf_counter()
     inputs, skipped, notes = [], {}, []
     for k, path in enumerate(photos):
-        prog.update(stage_name("Loading photo", k, count))
+        prog.update(per_photo(Stage.LOADING_PHOTO, k, count))
         photo = load_photo(path)
-        prog.update(stage_name("Detecting face", k, count))
+        prog.update(per_photo(Stage.DETECTING_FACE, k, count))
         try:
             landmarks = detect_landmarks(photo, options.face_index)
         except NoFaceError as err:
@@ -221,7 +216,7 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
         # Each photo's identity alone: a different person shows as an outlier among them.
         check = check_identities(model, [
             fit_coarse(model, [v.landmarks], [v.focal_px], settings.coarse_iterations,
-                       progress=prog.sub("Comparing faces", k / len(inputs), (k + 1) / len(inputs))).identity
+                       progress=prog.sub(Stage.COMPARING_FACES, k / len(inputs), (k + 1) / len(inputs))).identity
             for k, v in enumerate(inputs)])
         for k in check.outliers:
             skipped[inputs[k].index] = (
@@ -272,7 +267,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
         timings[name] = round(time.perf_counter() - t_start - sum(timings.values()), 3)
 
     coarse = fit_coarse(model, [v.landmarks for v in inputs], [v.focal_px for v in inputs],
-                        settings.coarse_iterations, progress=prog.sub("Fitting head shape", 0.0, 1.0))
+                        settings.coarse_iterations, progress=prog.sub(Stage.FITTING_HEAD_SHAPE, 0.0, 1.0))
     mark("coarse")
 
     # Lighting and the mid level are fitted on a coarser subdivision (fit_head) than the
@@ -283,7 +278,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     lm_use = fit_head.landmark_weights > 0
     fits, lightings = [], []
     for v, pose in zip(inputs, coarse.views):
-        prog.update(stage_name("Estimating lighting", v.index, count))
+        prog.update(per_photo(Stage.ESTIMATING_LIGHTING, v.index, count))
         verts = fit_head.shape(coarse.identity, pose.expression)
         view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
         crop = crop_photo(v.linear, view)
@@ -302,7 +297,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
                           resolution=settings.deformation_size, iterations=settings.mid_iterations,
                           vertex_weight=_deformable(fit_head),
                           seam_uvs=seam_uv_pairs(fit_head.faces, fit_head.face_uvs, fit_head.uvs),
-                          progress=prog.sub("Fitting mid-frequency detail", 0.0, 1.0))
+                          progress=prog.sub(Stage.FITTING_MID, 0.0, 1.0))
     head = model.subdivided(settings.subdivision)
     tris = head.triangles()
     vuv = _vertex_uvs(head)
@@ -315,13 +310,13 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
     displacements, visibilities, albedos, confidences, shading_errors = [], [], [], [], []
     for v, pose, verts, lighting in zip(inputs, coarse.views, posed, lightings):
-        prog.update(stage_name("Unwrapping texture", v.index, count))
+        prog.update(per_photo(Stage.UNWRAPPING_TEXTURE, v.index, count))
         detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
         obs = observe(ctx, v.linear, verts + mid_offsets, tris, head.uvs, uv_tris,
                       uv_raster, mirror, detail_view,
                       skin=skin_mask(v.landmarks.points, detail_view, feather=0.01)
                       * unoccluded_mask(v.landmarks.points, detail_view, crop_photo(v.linear, detail_view)))
-        stage = stage_name("Fitting high-frequency detail", v.index, count)
+        stage = per_photo(Stage.FITTING_HIGH, v.index, count)
         smooth_albedo = lowpass_albedo(obs, lighting.sh)
         displacements.append(fit_displacement(obs, lighting.sh, smooth_albedo,
                                               iterations=settings.high_iterations,
@@ -330,21 +325,21 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
         shading_errors.append({"mid": shading_error(obs, lighting.sh, smooth_albedo),
                                "high": shading_error(obs, lighting.sh, smooth_albedo, detail_normal)})
         visibilities.append(obs.visibility)
-        prog.update(stage_name("Estimating albedo", v.index, count))
+        prog.update(per_photo(Stage.ESTIMATING_ALBEDO, v.index, count))
         albedo, confidence = estimate_albedo(obs, lighting.sh, detail_normal=detail_normal)
         albedos.append(albedo)
         confidences.append(confidence)
     mark("detail")
 
     if len(inputs) > 1:
-        prog.update("Fusing views")
+        prog.update(Stage.FUSING_VIEWS)
         displacement = fuse_weighted(displacements, visibilities)
         albedo, confidence = fuse_albedo(albedos, confidences)
     else:
         displacement, albedo, confidence = displacements[0], albedos[0], confidences[0]
     mark("fusion")
 
-    prog.update("Assembling result")
+    prog.update(Stage.ASSEMBLING_RESULT)
     ref = reference_view([p.camera.rotation for p in coarse.views])
     records = tuple(ViewRecord(image_path=v.photo.path, used=True, camera=p.camera,
                                expression=p.expression, sh_lighting=lt.sh,
@@ -376,7 +371,7 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
             "lighting_residual_rms": lightings[ref].residual_rms, "timings_s": timings,
             "views": per_view,
         })
-    prog.update("Assembling result", 1.0)
+    prog.update(Stage.ASSEMBLING_RESULT, 1.0)
     return result
 
 

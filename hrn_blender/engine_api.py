@@ -11,11 +11,11 @@ from pathlib import Path
 _BUNDLED = Path(__file__).resolve().parent / "engine"
 
 if (_BUNDLED / "__init__.py").is_file():
-    from .engine import conventions, errors, result  # noqa: F401
+    from .engine import conventions, errors, progress, result  # noqa: F401
     from .engine.io import image_io  # noqa: F401
     ENGINE_PARENT = _BUNDLED.parent
 else:
-    from engine import conventions, errors, result  # noqa: F401
+    from engine import conventions, errors, progress, result  # noqa: F401
     from engine.io import image_io  # noqa: F401
     ENGINE_PARENT = Path(result.__file__).resolve().parent.parent
 # ENGINE_PARENT: the folder to put on the child process' path so ``python -m engine`` finds

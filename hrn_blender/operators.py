@@ -5,6 +5,7 @@ from typing import Optional
 
 import bpy
 
+from .engine_api import progress
 from .preferences import get_preferences
 
 TIMER_INTERVAL_S = 0.1
@@ -39,12 +40,12 @@ class HRN_OT_reconstruct(bpy.types.Operator):
         state = context.window_manager.hrn
         if event.type == "ESC" or state.cancel_requested:
             self._run.cancel()
-            return self._finish(context, _cancelled())
+            return self._finish(context, progress.CANCELLED)
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         for message in self._run.poll():
             self._show(context, message)
-            if message.event in ("done", "error"):
+            if isinstance(message, (progress.DoneEvent, progress.ErrorEvent)):
                 return self._finish(context, message)
         return {"PASS_THROUGH"}
 
@@ -82,7 +83,8 @@ class HRN_OT_reconstruct(bpy.types.Operator):
         request = ReconstructionRequest(photos=(photo, *references), device=_device(context),
                                         quality=settings.quality.lower(), weights_dir=weights)
         state = context.window_manager.hrn
-        state.running, state.progress, state.stage, state.cancel_requested = True, 0.0, "Starting", False
+        state.running, state.progress, state.cancel_requested = True, 0.0, False
+        state.stage = progress.Stage.STARTING
         self._photo = photo
         self._timer = None
         return EngineRun(request)
@@ -90,14 +92,14 @@ class HRN_OT_reconstruct(bpy.types.Operator):
     def _show(self, context: bpy.types.Context, message) -> None:
         """Mirror one engine message into the UI (progress) or a report (warnings)."""
         state = context.window_manager.hrn
-        if message.event == "progress":
+        if isinstance(message, progress.ProgressEvent):
             state.progress, state.stage = message.fraction, message.stage
             if context.window is not None:
                 context.workspace.status_text_set(f"HRN: {message.stage} ({message.fraction:.0%})")
             elif bpy.app.background:
                 print(f"HRN: {message.stage} ({message.fraction:.0%})", flush=True)
             _redraw(context)
-        elif message.event == "warning":
+        elif isinstance(message, progress.WarningEvent):
             self.report({"WARNING"}, message.message)
 
     def _finish(self, context: bpy.types.Context, final) -> set[str]:
@@ -107,8 +109,8 @@ class HRN_OT_reconstruct(bpy.types.Operator):
         from .scene.build import build_head
 
         try:
-            if final.event == "error":
-                level = {"INFO"} if final.kind == "Cancelled" else {"ERROR"}
+            if isinstance(final, progress.ErrorEvent):
+                level = {"INFO"} if final.cancelled else {"ERROR"}
                 self.report(level, final.message)
                 return {"CANCELLED"}
             try:
@@ -242,12 +244,6 @@ def _device(context: bpy.types.Context) -> str:
         prefs = get_preferences(context)
         device = prefs.default_device if prefs is not None else "AUTO"
     return device.lower()
-
-
-def _cancelled():
-    from .worker import EngineEvent
-
-    return EngineEvent("error", kind="Cancelled", message="Cancelled.")
 
 
 def _redraw(context: bpy.types.Context) -> None:

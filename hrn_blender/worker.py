@@ -3,11 +3,11 @@
 Why a subprocess rather than a thread: torch and its OpenMP/CUDA runtimes stay out of
 Blender's process (no clashing libraries, memory returns to the system when the run ends),
 cancelling is simply terminating the child, and a crash in native code cannot take Blender
-down with it. The protocol is the engine CLI's ``--progress jsonl`` stream (see engine.cli).
+down with it. The protocol is the engine CLI's ``--progress jsonl`` stream, whose events are
+typed once in the engine (:mod:`engine.progress`, imported through ``engine_api``).
 """
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -17,11 +17,9 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
-from .engine_api import ENGINE_PARENT
-
-EXIT_CANCELLED = 130
+from .engine_api import ENGINE_PARENT, progress
 
 
 @dataclass(frozen=True)
@@ -41,25 +39,8 @@ class ReconstructionRequest:
     weights_dir: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class EngineEvent:
-    """One message from the engine.
-
-    Attributes:
-        event: "progress", "warning", "error" or "done".
-        stage: progress: the stage name.
-        fraction: progress: overall fraction done, 0..1.
-        message: warning/error: text for the user.
-        kind: error: the engine's error class name (e.g. "NoFaceError").
-        result: done: the folder holding the saved FaceReconstruction.
-    """
-
-    event: str
-    stage: str = ""
-    fraction: float = 0.0
-    message: str = ""
-    kind: str = ""
-    result: str = ""
+class _Exited:
+    """Queue marker: the child exited (the reader threads are done)."""
 
 
 class EngineRun:
@@ -80,7 +61,7 @@ class EngineRun:
                  request.device, "--quality", request.quality, "--progress", "jsonl", "--no-preview"]
         if request.weights_dir:
             args += ["--weights", os.path.abspath(request.weights_dir)]
-        self._events: "queue.Queue[EngineEvent]" = queue.Queue()
+        self._events: "queue.Queue[Union[progress.Event, _Exited]]" = queue.Queue()
         self._stderr: list[str] = []
         self._finished = False
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if os.name == "nt" else 0
@@ -98,63 +79,64 @@ class EngineRun:
     # ---------------------------------------------------------------- reading
     def _read_stdout(self) -> None:
         for line in self._process.stdout:
-            event = parse_event(line)
+            event = progress.Event.from_json(line)
             if event is not None:
                 self._events.put(event)
         self._process.wait()
         self._stderr_reader.join(timeout=2.0)
-        self._events.put(self._exit_event())
+        self._events.put(_Exited())
 
     def _read_stderr(self) -> None:
         for line in self._process.stderr:
             self._stderr.append(line.rstrip())
             del self._stderr[:-20]  # keep the tail for crash reports
 
-    def _exit_event(self) -> EngineEvent:
-        """What the exit code means when no done/error message explained it."""
+    def _exit_event(self) -> progress.ErrorEvent:
+        """The error a child exit that no done/error message explained means."""
         code = self._process.returncode
+        if code == progress.EXIT_CANCELLED or code < 0:
+            return progress.CANCELLED
         if code == 0:
-            return EngineEvent("exit")
-        if code == EXIT_CANCELLED or code < 0:
-            return EngineEvent("error", kind="Cancelled", message="Cancelled.")
+            return progress.ErrorEvent(kind="EngineCrash",
+                                       message="The engine exited without producing a result.")
         tail = "\n".join(self._stderr[-5:]) or "no error output"
-        return EngineEvent("error", kind="EngineCrash",
-                           message=f"The engine stopped unexpectedly (exit code {code}): {tail}")
+        return progress.ErrorEvent(kind="EngineCrash",
+                          message=f"The engine stopped unexpectedly (exit code {code}): {tail}")
 
     # ---------------------------------------------------------------- control
-    def poll(self) -> list[EngineEvent]:
+    def poll(self) -> list[progress.Event]:
         """Messages received since the last call (non-blocking). A run ends with exactly one
-        ``done`` or ``error`` event."""
+        :class:`DoneEvent` or :class:`ErrorEvent`."""
         events = []
         while (event := self._next(block=False)) is not None:
             events.append(event)
         return events
 
-    def wait(self, on_event: Optional[Callable[[EngineEvent], Optional[bool]]] = None) -> EngineEvent:
-        """Block until the run ends; return the final ``done`` or ``error`` event.
+    def wait(self, on_event: Optional[Callable[[progress.Event], Optional[bool]]] = None
+             ) -> Union[progress.DoneEvent, progress.ErrorEvent]:
+        """Block until the run ends; return the final :class:`DoneEvent` or :class:`ErrorEvent`.
 
         ``on_event(event)`` sees every message first; returning False cancels the run.
         """
         while True:
             event = self._next(block=True)
             if event is None:  # already finished (cancelled) before this call
-                return EngineEvent("error", kind="Cancelled", message="Cancelled.")
+                return progress.CANCELLED
             if on_event is not None and on_event(event) is False:
                 self.cancel()
-                return EngineEvent("error", kind="Cancelled", message="Cancelled.")
-            if event.event in ("done", "error"):
+                return progress.CANCELLED
+            if isinstance(event, (progress.DoneEvent, progress.ErrorEvent)):
                 return event
 
-    def _next(self, block: bool) -> Optional[EngineEvent]:
+    def _next(self, block: bool) -> Optional[progress.Event]:
         while not self._finished:
             try:
                 event = self._events.get(block=block)
             except queue.Empty:
                 return None
-            if event.event == "exit":  # clean exit without "done": a protocol breach
-                event = EngineEvent("error", kind="EngineCrash",
-                                    message="The engine exited without producing a result.")
-            self._finished = event.event in ("done", "error")
+            if isinstance(event, _Exited):
+                event = self._exit_event()
+            self._finished = isinstance(event, (progress.DoneEvent, progress.ErrorEvent))
             return event
         return None
 
@@ -177,18 +159,6 @@ class EngineRun:
     def cleanup(self) -> None:
         """Delete the run's output folder (the scene keeps its own packed copies)."""
         shutil.rmtree(self.out_dir, ignore_errors=True)
-
-
-def parse_event(line: str) -> Optional[EngineEvent]:
-    """One stdout line -> an event, or None for anything that is not a protocol message."""
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or "event" not in data:
-        return None
-    fields = {k: data[k] for k in ("stage", "fraction", "message", "kind", "result") if k in data}
-    return EngineEvent(event=str(data["event"]), **fields)
 
 
 def _child_env() -> dict[str, str]:

@@ -29,7 +29,6 @@ from synthetic_result import ARKIT_NAMES  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "hrn_e2e"
 PACKAGE = f"bl_ext.{REPO}.hrn_blender"
-MID_STAGE = "Fitting mid-frequency detail"
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -304,7 +303,9 @@ def test_cancel_during_mid_frequency_fit_leaves_the_scene_unchanged(extension, r
 
     def show_then_cancel(self, context, message):
         original_show(self, context, message)
-        if message.event == "progress" and message.stage == MID_STAGE and not seen:
+        progress = extension.engine_api.progress  # the installed copy's classes
+        if (isinstance(message, progress.ProgressEvent) and message.stage == progress.Stage.FITTING_MID
+                and not seen):
             seen["run"] = self._run
             assert bpy.ops.hrn.cancel() == {"FINISHED"}
 

@@ -11,8 +11,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import hrn_blender  # noqa: E402
+from engine.progress import DoneEvent, ErrorEvent, ProgressEvent, WarningEvent  # noqa: E402
 from hrn_blender.engine_api import ENGINE_PARENT  # noqa: E402
-from hrn_blender.worker import EngineRun, ReconstructionRequest, parse_event  # noqa: E402
+from hrn_blender.worker import EngineRun, ReconstructionRequest  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("registered_extension")
@@ -108,12 +109,6 @@ def _program(tmp_path: Path, body: str) -> list[str]:
     return [sys.executable, str(script)]
 
 
-def test_parse_event_ignores_non_protocol_lines():
-    assert parse_event("Downloading...\n") is None and parse_event("[1, 2]") is None
-    event = parse_event('{"event": "progress", "stage": "Fitting", "fraction": 0.25}')
-    assert (event.event, event.stage, event.fraction) == ("progress", "Fitting", 0.25)
-
-
 def test_worker_passes_options_and_reports_done(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = EngineRun(ReconstructionRequest(("a.jpg", "b.jpg"), device="cpu", quality="high"),
@@ -126,7 +121,7 @@ def test_worker_passes_options_and_reports_done(tmp_path, monkeypatch):
     """))
     seen = []
     final = run.wait(seen.append)
-    assert [e.event for e in seen] == ["progress", "warning", "warning", "done"]
+    assert [type(e) for e in seen] == [ProgressEvent, WarningEvent, WarningEvent, DoneEvent]
     # Photos resolved against Blender's working folder; the child runs beside the engine.
     assert f"reconstruct {tmp_path / 'a.jpg'} {tmp_path / 'b.jpg'}" in seen[1].message
     assert "--device cpu --quality high" in seen[1].message
@@ -143,7 +138,7 @@ def test_worker_reports_a_crash_with_its_stderr(tmp_path):
         sys.exit(139)
     """))
     final = run.wait()
-    assert final.event == "error" and final.kind == "EngineCrash"
+    assert isinstance(final, ErrorEvent) and final.kind == "EngineCrash"
     assert "exit code 139" in final.message and "pretend" in final.message
 
 

@@ -24,6 +24,7 @@ from engine.head.model import load_head_model
 from engine.levels.albedo import linear_to_srgb
 from engine.levels.multiview import check_identities, fuse_weighted
 from engine.pipeline import QUALITY, ReconstructionOptions, reconstruct
+from engine.progress import Stage, stage_of
 from engine.render.view import View, interpolate_top_down, render_rast
 from engine.result import Camera, FaceReconstruction
 
@@ -199,6 +200,7 @@ def test_progress_is_per_view_and_monotonic(multi_run):
     stages = {s for s, _ in events}
     assert {"Detecting face (photo 2 of 5)", "Fitting high-frequency detail (photo 5 of 5)",
             "Comparing faces", "Fitting mid-frequency detail", "Fusing views"} <= stages
+    assert {stage_of(name) for name in stages} <= set(Stage)  # every name reported is declared
 
 
 def test_fused_maps_are_sane(multi_run):
@@ -254,7 +256,7 @@ def test_fusion_weights_favour_the_head_on_view():
 
 def test_cancel_during_the_shared_fit(known_set):
     paths, _, _ = known_set
-    stop = lambda stage, f: stage != "Comparing faces"  # noqa: E731
+    stop = lambda stage, f: stage != Stage.COMPARING_FACES  # noqa: E731
     with pytest.raises(Cancelled):
         reconstruct(paths[:2], progress=stop)
 

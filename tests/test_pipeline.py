@@ -16,6 +16,7 @@ from PIL import Image
 
 from engine.errors import Cancelled, EngineError, ImageReadError
 from engine.pipeline import STAGES, ReconstructionOptions, reconstruct
+from engine.progress import Stage, stage_of
 from engine.result import FaceReconstruction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ def test_cli_reports_monotonic_progress_and_done(astronaut_run):
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     stages = {e["stage"] for e in events if e["event"] == "progress"}
     assert {name for name, _ in STAGES} <= stages
+    assert {stage_of(name) for name in stages} <= set(Stage)  # every name reported is declared
     assert events[-1] == {"event": "done", "result": str(out)}
 
 
@@ -162,11 +164,11 @@ def test_cancel_stops_before_a_result(astronaut_path):
 
     def cancel_at_mid(stage, fraction):
         seen.append(stage)
-        return stage != "Fitting mid-frequency detail"
+        return stage != Stage.FITTING_MID
 
     with pytest.raises(Cancelled):
         reconstruct([astronaut_path], progress=cancel_at_mid)
-    assert seen[-1] == "Fitting mid-frequency detail"
+    assert seen[-1] == Stage.FITTING_MID
 
 
 def test_no_face_gives_a_clear_error(no_face_path, tmp_path):

@@ -36,7 +36,7 @@ from .. import render
 from ..detect.landmarks import FaceLandmarks
 from ..errors import ModelFilesError, NoFaceError
 from ..io.image_io import Photo
-from ..progress import Progress, ProgressCallback
+from ..progress import Progress, ProgressCallback, Stage
 from ..render.view import face_view
 from ..result import Camera, FaceReconstruction, ViewRecord, to_uint8
 from ..uv.unwrap import observe
@@ -47,8 +47,8 @@ from .face_mask import REPLACEMENT_WARNING, face_region_mask
 from .model import OfficialHRN, OfficialOutputs
 from .net_recon import Coefficients
 
-STAGES = (("Loading HRN files", 6), ("Aligning face", 1), ("Running HRN networks", 12),
-          ("Unwrapping albedo", 4), ("Assembling result", 1))
+STAGES = ((Stage.LOADING_HRN_FILES, 6), (Stage.ALIGNING_FACE, 1), (Stage.RUNNING_HRN_NETWORKS, 12),
+          (Stage.UNWRAPPING_ALBEDO, 4), (Stage.ASSEMBLING_RESULT, 1))
 
 #: Largest albedo map side (texels); the official code stops at 256.
 MAX_ALBEDO_SIZE = 1024
@@ -85,7 +85,7 @@ def reconstruct_official(photo: Photo, landmarks: FaceLandmarks, assets_dir: str
         Cancelled: ``progress`` returned False.
     """
     prog = Progress(progress, STAGES)
-    prog.update("Loading HRN files")
+    prog.update(Stage.LOADING_HRN_FILES)
     root = Path(assets_dir)
     if not root.is_dir():
         raise ModelFilesError(f"The HRN assets folder {root} does not exist. {layout.where_to_get('hrn')}")
@@ -111,7 +111,7 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     def mark(name: str) -> None:
         timings[name] = round(time.perf_counter() - t_start - sum(timings.values()), 3)
 
-    prog.update("Aligning face")
+    prog.update(Stage.ALIGNING_FACE)
     height, width = photo.rgb.shape[:2]
     work = align.working_image(to_uint8(photo.rgb))
     work_size = (work.shape[1], work.shape[0])
@@ -128,22 +128,22 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
     mask = face_region_mask(crop224.image, crop224.photo_to_crop(points, work_size))
     mark("align")
 
-    prog.update("Running HRN networks")
+    prog.update(Stage.RUNNING_HRN_NETWORKS)
     as_batch = lambda img: torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # noqa: E731
     out = hrn.run(as_batch(crop224.image), as_batch(crop512.image), torch.from_numpy(mask)[None, None],
-                  on_step=lambda fraction: prog.update("Running HRN networks", fraction))
+                  on_step=lambda fraction: prog.update(Stage.RUNNING_HRN_NETWORKS, fraction))
     coeffs = Coefficients.split(out.coeffs)
     mark("networks")
 
     camera = convert.photo_camera(out.rotation[0], out.translation[0], crop224, (width, height))
     vertices = convert.to_metres(out.shape[0])
     mid_offsets = convert.to_metres(out.mid_offsets[0])
-    prog.update("Unwrapping albedo")
+    prog.update(Stage.UNWRAPPING_ALBEDO)
     albedo, confidence, rasterizer = _albedo(hrn, out, coeffs, photo, landmarks, camera,
                                              vertices + mid_offsets, albedo_size)
     mark("albedo")
 
-    prog.update("Assembling result")
+    prog.update(Stage.ASSEMBLING_RESULT)
     displacement = out.displacement_map
     if displacement_size > displacement.shape[-1]:
         displacement = F.interpolate(displacement, (displacement_size, displacement_size),
@@ -182,7 +182,7 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
         },
         warnings=warnings)
     mark("assemble")
-    prog.update("Assembling result", 1.0)
+    prog.update(Stage.ASSEMBLING_RESULT, 1.0)
     return result
 
 

@@ -23,7 +23,7 @@ from ..detect.landmarks import FaceLandmarks
 from ..errors import Cancelled
 from ..geometry.transforms import axis_angle_to_matrix, similarity_transform
 from ..head.model import HeadModel
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, Stage
 from ..result import Camera
 
 
@@ -207,7 +207,7 @@ def _optimise(loss_fn, rvec, trans, ident, expr_raw, iterations, progress) -> No
             loss.backward()
             opt.step()
             done += 1
-            if progress is not None and it % 20 == 0 and progress("Fitting head shape", done / total) is False:
+            if progress is not None and it % 20 == 0 and progress(Stage.FITTING_HEAD_SHAPE, done / total) is False:
                 raise Cancelled("Cancelled during the coarse fit.")
 
 

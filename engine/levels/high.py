@@ -19,10 +19,8 @@ from scipy import ndimage
 
 from ..errors import Cancelled
 from ..geometry.sh import irradiance
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, Stage
 from ..uv.observation import UVObservation, masked_lowpass
-
-STAGE = "Fitting fine detail"
 
 #: Standard deviation (metres on the surface) of the low-pass that splits detail from the
 #: mid level: the displacement holds no content smoother than this, the smooth albedo none finer.
@@ -324,5 +322,5 @@ def _data_weight(obs: UVObservation, base: np.ndarray) -> np.ndarray:
 
 
 def _report(progress: Optional[ProgressCallback], fraction: float) -> None:
-    if progress is not None and progress(STAGE, fraction) is False:
-        raise Cancelled(f"Cancelled during '{STAGE}'.")
+    if progress is not None and progress(Stage.FITTING_HIGH, fraction) is False:
+        raise Cancelled(f"Cancelled during '{Stage.FITTING_HIGH}'.")

@@ -21,7 +21,7 @@ import torch
 from ..errors import Cancelled
 from ..geometry.sh import irradiance
 from ..geometry.transforms import project, vertex_normals
-from ..progress import ProgressCallback
+from ..progress import ProgressCallback, Stage
 from ..render.view import View, interpolate_top_down, render_rast, to_camera
 from ..uv.raster import sample_map
 
@@ -203,7 +203,7 @@ def fit_deformation(ctx, triangles: np.ndarray, vertex_uv: np.ndarray, views: Se
                 data = data + weights.landmarks * 1e3 * t.landmark(v)
             data = data / len(terms)
             data.backward(retain_graph=k + 1 < len(terms))
-            if progress is not None and progress("Fitting mid-frequency detail",
+            if progress is not None and progress(Stage.FITTING_MID,
                                                  (it * len(terms) + k + 1) / steps) is False:
                 raise Cancelled("Cancelled while fitting mid-frequency detail.")
         opt.step()
