@@ -3,6 +3,7 @@ reconstruct, and an output folder that cannot be written. Real MediaPipe models,
 real CLI runs (each stops before any fitting)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -136,18 +138,52 @@ def test_cli_refuses_an_unwritable_output_before_working(astronaut_path, tmp_pat
     assert blocker.read_text() == "a file, not a folder"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[str]:
+    """Make ``folder`` (created if missing) a folder nobody can create files in, root
+    included, and yield the reason the OS gives. A user: permission bits (0o500, "Permission
+    denied"). Root, as in CI, ignores those: the immutable attribute (``chattr +i``,
+    "Operation not permitted") binds root too. Undone on exit."""
+    folder.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        lock, unlock, reason = None, lambda: folder.chmod(0o700), os.strerror(errno.EACCES)
+    else:
+        try:
+            lock = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+        except FileNotFoundError:
+            pytest.skip("running as root without chattr: no way to make a folder read-only for root")
+        if lock.returncode:
+            pytest.skip(f"running as root and chattr +i failed: {lock.stderr.strip()}")
+        unlock, reason = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True), os.strerror(errno.EPERM)
+    try:
+        with pytest.raises(OSError):  # the lock holds (else the test below would prove nothing)
+            (folder / "probe").mkdir()
+        yield reason
+    finally:
+        unlock()
+
+
 def test_cli_refuses_a_read_only_output(astronaut_path, tmp_path):
     locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
+    with read_only_folder(locked) as reason:
         code, events, _ = run_cli(astronaut_path, "--out", str(locked / "result"))
-    finally:
-        locked.chmod(0o700)
+        assert list(locked.iterdir()) == []
     assert code == 2 and [e["event"] for e in events] == ["error"]
-    assert "Permission denied" in events[0]["message"]
-    assert list(locked.iterdir()) == []
+    assert reason in events[0]["message"] and str(locked / "result") in events[0]["message"]
+
+
+def test_save_into_a_read_only_folder_fails_and_keeps_the_earlier_result(result, tmp_path):
+    out = tmp_path / "result"
+    make_synthetic_result(n=3, map_size=8).save(out)
+    before = _contents(out)
+    with read_only_folder(out) as reason:
+        with pytest.raises(EngineError, match=f"{out.name}.*{reason}"):
+            result.save(out)
+        assert _contents(out) == before                     # same names, same bytes
+        with pytest.raises(EngineError, match=reason):
+            result.save(out / "inner")
+    assert _contents(out) == before
 
 
 @pytest.fixture(scope="module")
