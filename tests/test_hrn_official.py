@@ -5,11 +5,14 @@ FaceReconstruction -> Blender object chain on the astronaut photo. Random-weight
 only checked for shapes, units, frames and consistency, never shown."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
+import json
 import math
 import os
 import re
+import signal
 import threading
 from pathlib import Path
 
@@ -509,5 +512,69 @@ def test_reconstruct_official_errors_and_cancel(official_result, tmp_path):
         reconstruct_official(photo, lm, tmp_path / "nowhere", "cpu")
     with pytest.raises(ModelFilesError, match=r"epoch_10.pth.*put it at 'assets/pretrained_models/hrn_v1.1"):
         reconstruct_official(photo, lm, tmp_path, "cpu")
-    with pytest.raises(Cancelled):
-        reconstruct_official(photo, lm, tmp_path, "cpu", progress=lambda stage, fraction: False)
+
+
+#: The official networks, by class, in the order OfficialHRN.run runs them: net_recon, the
+#: de-retouching UNet, then mid_net and high_net (both pix2pix ResnetGenerators).
+_NETWORKS = ("ReconNet", "DeRetouchUNet", "ResnetGenerator")
+
+
+@contextlib.contextmanager
+def _networks_run():
+    """The official networks that run meanwhile, in order (a global forward hook)."""
+    ran = []
+
+    def record(module, inputs, output):
+        if type(module).__name__ in _NETWORKS:
+            ran.append(type(module).__name__)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        yield ran
+    finally:
+        handle.remove()
+
+
+def test_reconstruct_official_cancelled_in_the_middle_of_the_networks(tree, official_result):
+    """The progress callback says stop once two of the four networks ran (files loaded, face
+    aligned): Cancelled is raised there and the remaining networks never run."""
+    from engine.errors import Cancelled
+    from engine.hrn_official.reconstruct import reconstruct_official
+
+    photo, lm = official_result[:2]
+    reports = []
+
+    def progress(stage, fraction):
+        reports.append(fraction)
+        return "DeRetouchUNet" not in ran
+
+    with _networks_run() as ran, pytest.raises(Cancelled):
+        reconstruct_official(photo, lm, tree[0], "cpu", progress=progress)
+    assert ran == ["ReconNet", "DeRetouchUNet"]
+    assert 0.3 < reports[-1] < 0.8  # stopped mid-way, not at the start or the end
+
+
+def test_cli_ctrl_c_during_the_official_networks_writes_nothing(tree, astronaut_path, tmp_path, capsys):
+    """Ctrl-C (a real SIGINT, sent once two networks ran) stops `python -m engine reconstruct
+    --weights`: exit code 130, a Cancelled event, no output folder and nothing else left."""
+    from engine import cli
+
+    out = tmp_path / "result"
+
+    def interrupt(module, inputs, output):
+        if type(module).__name__ == "DeRetouchUNet":
+            signal.raise_signal(signal.SIGINT)
+
+    with _networks_run() as ran:
+        handle = torch.nn.modules.module.register_module_forward_hook(interrupt)
+        try:
+            code = cli.main(["reconstruct", str(astronaut_path), "--weights", str(tree[0]),
+                             "--out", str(out), "--progress", "jsonl"])
+        finally:
+            handle.remove()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert ran == ["ReconNet", "DeRetouchUNet"]
+    assert code == 130
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "Cancelled"
+    assert any(e["event"] == "progress" for e in events) and not any(e["event"] == "done" for e in events)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
