@@ -28,7 +28,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -68,7 +67,8 @@ TORCH = pinned(("torch",))[0]  # the version the engine is tested with
 #: sounddevice (audio tasks, imported in a try); ``import mediapipe`` does import matplotlib
 #: (its drawing utils), so matplotlib and its dependencies stay. torch imports sympy, mpmath
 #: and typing_extensions; networkx, jinja2, fsspec, filelock and setuptools only in parts the
-#: engine never uses (torch.compile, distributed checkpoints, C++ extensions).
+#: engine never uses (torch.compile, distributed checkpoints, C++ extensions). absl-py,
+#: contourpy and flatbuffers are not imported either, but are kept (0.5 MiB together).
 DROP = frozenset({
     "numpy",  # Blender ships numpy; a second copy would shadow it
     "jax", "jaxlib", "ml_dtypes", "opt_einsum",
@@ -79,10 +79,12 @@ DROP = frozenset({
 })
 #: Files left out of the kept wheels (regular expressions on the path inside the wheel): never
 #: imported or read at run time. torch: the C++ test executables, protoc and the C++ headers
-#: (for building extensions), not torch_shm_manager (`import torch` checks it is there); mediapipe: the models of solutions other than face detection and
-#: face mesh (the only ones the engine starts; their Python modules stay, `import mediapipe`
-#: imports them); scipy: its test suites; cv2: Haar cascades and the Qt window fonts. Each
-#: stripped wheel's RECORD is rewritten to match, so Blender's installer tracks the right files.
+#: (for building extensions), but not torch_shm_manager (`import torch` checks it is there);
+#: mediapipe: the models of solutions other than face detection and face mesh (the only ones
+#: the engine starts, which read only face_detection/ and face_landmark/; the other solutions'
+#: Python modules stay, `import mediapipe` imports them); scipy: its test suites; cv2: Haar
+#: cascades and the Qt window fonts. Each stripped wheel's RECORD is rewritten to match, so
+#: Blender's installer tracks the right files.
 STRIP = {
     "torch": re.compile(r"torch/(test|include)/|torch/bin/(?!torch_shm_manager$)"),
     "mediapipe": re.compile(r"mediapipe/modules/(?!face_detection/|face_landmark/)[^/]+/.*\.tflite$"),
