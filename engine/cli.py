@@ -4,54 +4,62 @@ Progress goes to the console as a bar (default), as JSON lines for programs
 (``--progress jsonl``, the protocol the Blender extension reads: :mod:`engine.progress`), or
 nowhere. Exit code :data:`~engine.progress.EXIT_CANCELLED` after a cancel (Ctrl-C / SIGINT),
 :data:`~engine.progress.EXIT_ERROR` after an error the user can fix.
+
+Front ends that add a step after the reconstruction (``python -m hrn_blender.headless``, which
+builds a .blend) reuse :func:`add_reconstruct_arguments`, :func:`reconstruct_command`,
+:class:`Reporter` and :func:`run` rather than starting this command.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .errors import Cancelled, EngineError
 from .progress import (CANCELLED, EXIT_CANCELLED, EXIT_ERROR, DoneEvent, ErrorEvent, Event, ProgressEvent,
                        WarningEvent)
 
 EXAMPLES = ("astronaut",)
+PHOTOS_HELP = ("photo files (JPEG, PNG, WebP, TIFF); several photos of one person are fitted "
+               "together (shared shape, per-photo pose and lighting)")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine",
                                 description="HRN for Blender: hierarchical 3D face reconstruction.")
-    p.epilog = "Also: python -m engine assets check|download DIR (official HRN files)."
+    p.epilog = ("Also: python -m engine assets check|download DIR (official HRN files). For a .blend "
+                "scene: python -m hrn_blender.headless PHOTO --blend OUT.blend (needs bpy).")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reconstruct", help="reconstruct a 3D head from one or more photos of a face")
-    r.add_argument("photos", nargs="*", help="photo files (JPEG, PNG, WebP, TIFF); several photos of "
-                   "one person are fitted together (shared shape, per-photo pose and lighting)")
-    r.add_argument("--example", choices=EXAMPLES,
-                   help="use a photo that ships with scikit-image instead of your own")
-    r.add_argument("--out", help="output folder (created; files of the same names are replaced); "
-                   "checked for writing before the reconstruction starts")
-    r.add_argument("--face-index", type=_face_index, metavar="N",
-                   help="in photos with several faces, use face N, counting from 0 left to right "
-                        "(by the centre of each face); applies to every photo given. Default: the "
-                        "largest face. The warning about several faces lists them with their N")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    r.add_argument("--quality", choices=("fast", "high"), default="fast")
-    r.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
-                                      "default: the built-in offline model")
-    r.add_argument("--alignment", choices=("auto", "official", "mediapipe"), default="auto",
-                   help="with --weights: where the face-alignment points come from; auto = the "
-                        "official detectors (RetinaFace, 106-point net, FAN) when their files are in "
-                        "the weights folder, else MediaPipe")
-    r.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
-    r.add_argument("--no-preview", action="store_true", help="do not write preview.png")
-    r.add_argument("--blend", help="also build the Blender scene and save it to this .blend file")
-    r.add_argument("--render", help="with --blend: render the scene with Cycles to this PNG")
+    add_reconstruct_arguments(r)
     return p
+
+
+def add_reconstruct_arguments(parser: argparse.ArgumentParser, photos_help: str = PHOTOS_HELP) -> None:
+    """The options of ``reconstruct`` (photos, --example, --out, --face-index, --device,
+    --quality, --weights, --alignment, --progress, --no-preview), for any front end that runs it."""
+    parser.add_argument("photos", nargs="*", help=photos_help)
+    parser.add_argument("--example", choices=EXAMPLES,
+                        help="use a photo that ships with scikit-image instead of your own")
+    parser.add_argument("--out", help="output folder (created; files of the same names are replaced); "
+                        "checked for writing before the reconstruction starts")
+    parser.add_argument("--face-index", type=_face_index, metavar="N",
+                        help="in photos with several faces, use face N, counting from 0 left to right "
+                             "(by the centre of each face); applies to every photo given. Default: the "
+                             "largest face. The warning about several faces lists them with their N")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--quality", choices=("fast", "high"), default="fast")
+    parser.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
+                                           "default: the built-in offline model")
+    parser.add_argument("--alignment", choices=("auto", "official", "mediapipe"), default="auto",
+                        help="with --weights: where the face-alignment points come from; auto = the "
+                             "official detectors (RetinaFace, 106-point net, FAN) when their files are "
+                             "in the weights folder, else MediaPipe")
+    parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
+    parser.add_argument("--no-preview", action="store_true", help="do not write preview.png")
 
 
 def _face_index(text: str) -> int:
@@ -82,8 +90,8 @@ def _check_output_folder(out: Path) -> None:
                 folder.rmdir()
 
 
-class _Reporter:
-    """Turns engine progress into a console bar or JSON lines."""
+class Reporter:
+    """Turns engine progress into a console bar or JSON lines (``mode``: bar, jsonl or none)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -97,6 +105,12 @@ class _Reporter:
         elif isinstance(event, (WarningEvent, ErrorEvent)):
             self.close()
             print(f"{event.EVENT}: {event.message}", file=sys.stderr)
+
+    def say(self, text: str) -> None:
+        """A line for a person (what is happening, what was written); not in jsonl mode."""
+        if self.mode != "jsonl":
+            self.close()
+            print(text, flush=True)
 
     def progress(self, stage: str, fraction: float) -> bool:
         if self.mode == "jsonl":
@@ -129,13 +143,17 @@ def _example_photo(name: str, folder: Path) -> Path:
     return path
 
 
-def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
+def reconstruct_command(args: argparse.Namespace, rep: Reporter) -> Path:
+    """Reconstruct from ``args`` (:func:`add_reconstruct_arguments`' options), save the result
+    and its preview, report warnings and where it was written; return the result folder.
+
+    Raises:
+        EngineError: bad arguments, or any engine error (Cancelled included).
+    """
     from .pipeline import ReconstructionOptions, reconstruct
 
     if not args.photos and not args.example:
         raise EngineError("Give at least one photo, or --example astronaut to try a bundled photo.")
-    if args.render and not args.blend:
-        raise EngineError("--render needs --blend (the scene to render).")
     out = Path(args.out or (Path(args.photos[0]).stem + "_hrn" if args.photos else f"{args.example}_hrn"))
     _check_output_folder(out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,20 +175,25 @@ def reconstruct_command(args: argparse.Namespace, rep: _Reporter) -> int:
             # The preview overlays the result's camera, that of its reference (most frontal) photo.
             reference = photos[result.metadata.get("reference_view", 0)]
             write_preview(result, load_photo(reference).rgb, out / "preview.png")
-    if args.blend:
-        cmd = [sys.executable, "-m", "hrn_blender.headless", str(out), "--blend", args.blend]
-        if args.render:
-            cmd += ["--render", args.render]
-        # The scene builder lives beside the engine package (repository layout).
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        done = subprocess.run(cmd, env=env)
-        if done.returncode != 0:
-            raise EngineError(f"Building the Blender scene failed (exit code {done.returncode}); "
-                              "is the bpy module installed?")
+    rep.say(f"Wrote {out}")
+    return out
+
+
+def run(rep: Reporter, command: Callable[[], Path]) -> int:
+    """Run ``command`` (returns the result folder) and report how it ended: a done event and
+    exit code 0, or an error event and :data:`~engine.progress.EXIT_ERROR` /
+    :data:`~engine.progress.EXIT_CANCELLED`."""
+    try:
+        out = command()
+    except (Cancelled, KeyboardInterrupt):
+        rep.close()
+        rep.emit(CANCELLED)
+        return EXIT_CANCELLED
+    except EngineError as err:
+        rep.close()
+        rep.emit(ErrorEvent(kind=type(err).__name__, message=str(err)))
+        return EXIT_ERROR
     rep.emit(DoneEvent(str(out)))
-    if rep.mode != "jsonl":
-        print(f"Wrote {out}")
     return 0
 
 
@@ -182,16 +205,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return assets_main(argv)
     args = _parser().parse_args(argv)
-    rep = _Reporter(getattr(args, "progress", "bar"))
-    try:
-        if args.command == "reconstruct":
-            return reconstruct_command(args, rep)
-    except (Cancelled, KeyboardInterrupt):
-        rep.close()
-        rep.emit(CANCELLED)
-        return EXIT_CANCELLED
-    except EngineError as err:
-        rep.close()
-        rep.emit(ErrorEvent(kind=type(err).__name__, message=str(err)))
-        return EXIT_ERROR
-    return 1
+    rep = Reporter(args.progress)
+    return run(rep, lambda: reconstruct_command(args, rep))

@@ -1,20 +1,27 @@
-"""Build (and optionally render) the scene for a saved reconstruction without the UI.
+"""One command from photos (or a saved result) to a .blend, without the UI.
 
+    python -m hrn_blender.headless PHOTO [PHOTO ...] --blend OUT.blend [--render OUT.png]
+                                   [--samples N] [any option of python -m engine reconstruct]
     python -m hrn_blender.headless RESULT_DIR --blend OUT.blend [--render OUT.png] [--samples N]
 
-Uses the same scene code as the extension (scene.build.build_head), in a fresh empty scene with
-a simple studio light, so pipelines and tests get exactly what artists get.
+Given photos (or ``--example``), it first runs the engine's reconstruction in this process,
+through the engine's own command-line code (same options, progress and errors; the result is
+saved to ``--out``); given a folder written by ``python -m engine reconstruct``, it loads it.
+Then it builds the scene with the same code as the extension (scene.build.build_head), in a
+fresh empty scene with a simple studio light, saves it and optionally renders it with Cycles,
+saying what it does at each step. Needs the ``bpy`` module.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import bpy
 
-from .engine_api import errors, result as engine_result
+from .engine_api import cli as engine_cli, errors, result as engine_result
 from .scene import views
 from .scene.build import build_head
 
@@ -67,24 +74,48 @@ def render(path: str, samples: int = 32, percentage: int = 100, denoise: bool = 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hrn_blender.headless",
-                                     description="Build the HRN head scene for a saved result.")
-    parser.add_argument("result", help="folder written by FaceReconstruction.save")
+    parser = argparse.ArgumentParser(
+        prog="python -m hrn_blender.headless",
+        description="Build (and render) the HRN head scene from photos, reconstructed first with "
+                    "the engine, or from a result folder the engine wrote.")
+    engine_cli.add_reconstruct_arguments(
+        parser, photos_help="photos of a face to reconstruct first (see python -m engine reconstruct "
+                            "--help), or one result folder written by it")
     parser.add_argument("--blend", required=True, help="where to save the .blend")
     parser.add_argument("--render", help="also render the camera view with Cycles to this PNG")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples (default 32)")
     args = parser.parse_args(argv)
-    try:
-        result = engine_result.FaceReconstruction.load(args.result)
-    except errors.EngineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    rep = engine_cli.Reporter(args.progress)
+    return engine_cli.run(rep, lambda: _blend_command(args, rep))
+
+
+def _blend_command(args: argparse.Namespace, rep: "engine_cli.Reporter") -> Path:
+    """Reconstruct (photos) or load (a result folder), then build, save and render; return the
+    result folder."""
+    if len(args.photos) == 1 and Path(args.photos[0]).is_dir():
+        if args.example or args.out:
+            raise errors.EngineError(f"{args.photos[0]!r} is a result folder: --example and --out "
+                                     "apply only when reconstructing from photos. Leave them out.")
+        folder = Path(args.photos[0])
+    else:
+        folder = engine_cli.reconstruct_command(args, rep)
+    result = engine_result.FaceReconstruction.load(folder)
+    start = time.perf_counter()
+    rep.say("Building the Blender scene...")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     build_scene(result, _name(result))
-    bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.blend).resolve()))
+    blend = Path(args.blend).resolve()
+    rep.say(f"Saving {blend} (images packed)...")
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    rep.say(f"Wrote {blend} ({time.perf_counter() - start:.1f} s)")
     if args.render:
+        start = time.perf_counter()
+        size = bpy.context.scene.render
+        rep.say(f"Rendering with Cycles on the CPU: {args.samples} samples, "
+                f"{size.resolution_x}x{size.resolution_y} px...")
         render(args.render, samples=args.samples)
-    return 0
+        rep.say(f"Wrote {Path(args.render).resolve()} ({time.perf_counter() - start:.1f} s)")
+    return folder
 
 
 def _name(result: "engine_result.FaceReconstruction") -> str:

@@ -305,8 +305,50 @@ def test_headless_command_writes_a_blend(result, tmp_path):
                            "--blend", str(blend), "--render", str(png), "--samples", "2"],
                           cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    # Every step is announced before it runs, so nobody waits in silence (issue 15); Blender's
+    # own lines come in between.
+    width, height = result.camera.image_size
+    assert _said_in_order(done.stdout, ["Building the Blender scene...", f"Saving {blend}", f"Wrote {blend} (",
+                                        f"Rendering with Cycles on the CPU: 2 samples, {width}x{height} px...",
+                                        f"Wrote {png} ("])
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     assert {o.type for o in bpy.data.objects} >= {"MESH", "CAMERA"}
     assert bpy.context.scene.camera is not None
     rgba = np.asarray(Image.open(png))
     assert rgba.shape == (*result.camera.image_size[::-1], 4) and (rgba[..., 3] > 128).mean() > 0.15
+
+
+def test_headless_command_reconstructs_photos_first(astronaut_path, tmp_path):
+    """One command from a photo to a .blend: the engine's reconstruction (its options, its
+    result folder), then the scene."""
+    blend, out = tmp_path / "head.blend", tmp_path / "result"
+    done = subprocess.run([sys.executable, "-m", "hrn_blender.headless", astronaut_path, "--out", str(out),
+                           "--quality", "fast", "--device", "cpu", "--progress", "none", "--blend", str(blend)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _said_in_order(done.stdout, [f"Wrote {out}", "Building the Blender scene...", f"Wrote {blend} ("])
+    assert (out / "reconstruction.json").is_file() and (out / "preview.png").is_file()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert "astronaut" in bpy.data.objects and bpy.context.scene.camera is not None
+
+
+def test_headless_command_reports_engine_errors(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "hrn_blender.headless", str(tmp_path / "missing.jpg"),
+                           "--out", str(tmp_path / "o"), "--blend", str(tmp_path / "x.blend")],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "Cannot read" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.blend").exists()
+    tmp_path.joinpath("result").mkdir()
+    done = subprocess.run([sys.executable, "-m", "hrn_blender.headless", str(tmp_path / "result"),
+                           "--out", str(tmp_path / "o"), "--blend", str(tmp_path / "x.blend")],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "is a result folder: --example and --out apply only" in done.stderr
+
+
+def _said_in_order(stdout: str, starts: list[str]) -> bool:
+    """Whether lines starting with each of ``starts`` appear in ``stdout``, in that order."""
+    lines = iter(stdout.splitlines())
+    return all(any(line.startswith(start) for line in lines) for start in starts)
