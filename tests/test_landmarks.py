@@ -1,6 +1,7 @@
 """Face detection and landmarks with the real MediaPipe models on real image files."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -204,3 +205,13 @@ def test_nothing_printed_to_stdout(astronaut_path):
                          cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
     assert run.stdout == ""
+
+
+def test_native_stderr_filter_drops_only_the_noise(capfd):
+    """MediaPipe's start-up lines are written by C++ to file descriptor 2; the filter drops
+    those and passes every other line on (a real error stays visible)."""
+    with lm._native_stderr_without(("inference_feedback_manager.cc",)):
+        os.write(2, b"W0000 inference_feedback_manager.cc:114] Feedback manager requires...\n")
+        os.write(2, b"E0000 something real went wrong\n")
+    err = capfd.readouterr().err
+    assert "something real went wrong" in err and "inference_feedback_manager" not in err

@@ -22,19 +22,33 @@ from engine.result import FaceReconstruction
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> tuple[int, list[dict]]:
+def run_cli(*args: str) -> tuple[int, list[dict], str]:
     done = subprocess.run([sys.executable, "-m", "engine", "reconstruct", *args, "--progress", "jsonl"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return done.returncode, events
+    return done.returncode, events, done.stderr
 
 
 @pytest.fixture(scope="session")
-def astronaut_run(tmp_path_factory):
+def astronaut_cli(tmp_path_factory):
+    """``python -m engine reconstruct --example astronaut``, run once: (folder, events, stderr)."""
     out = tmp_path_factory.mktemp("astronaut") / "result"
-    code, events = run_cli("--example", "astronaut", "--out", str(out))
-    assert code == 0, events[-3:]
+    code, events, stderr = run_cli("--example", "astronaut", "--out", str(out))
+    assert code == 0, (events[-3:], stderr[-2000:])
+    return out, events, stderr
+
+
+@pytest.fixture(scope="session")
+def astronaut_run(astronaut_cli):
+    out, events, _ = astronaut_cli
     return out, events, FaceReconstruction.load(out)
+
+
+def test_a_run_prints_no_mediapipe_log_lines(astronaut_cli):
+    """MediaPipe's graphs log five routine lines when they start (issue 15); none reach stderr."""
+    _, _, stderr = astronaut_cli
+    for noise in ("inference_feedback_manager", "XNNPACK delegate", "absl::InitializeLog"):
+        assert noise not in stderr
 
 
 def test_cli_reports_monotonic_progress_and_done(astronaut_run):
@@ -172,7 +186,7 @@ def test_cancel_stops_before_a_result(astronaut_path):
 
 
 def test_no_face_gives_a_clear_error(no_face_path, tmp_path):
-    code, events = run_cli(no_face_path, "--out", str(tmp_path / "o"))
+    code, events, _ = run_cli(no_face_path, "--out", str(tmp_path / "o"))
     assert code == 2 and events[-1]["event"] == "error" and events[-1]["kind"] == "NoFaceError"
     assert "No face" in events[-1]["message"]
     assert not (tmp_path / "o").exists()               # nothing written

@@ -27,11 +27,18 @@ camera, the subject's left eye appears on the **image's right** (larger x).
 
 The MediaPipe graphs are created on first use and reused; a lock serialises them, so
 :func:`detect_landmarks` may be called from several threads. Results are deterministic.
-Nothing is printed to stdout; MediaPipe's C++ side logs a few INFO/WARNING lines to stderr
-when its graphs start (absl logging, which Python cannot turn down).
+Nothing is printed to stdout. MediaPipe's C++ side logs routine INFO/WARNING lines to stderr
+while its graphs start (absl and TFLite logging, which neither ``GLOG_minloglevel`` nor
+``TF_CPP_MIN_LOG_LEVEL`` turns down in this wheel; measured): they are filtered out of file
+descriptor 2 while the graphs start (:func:`_native_stderr_without`), every other line is
+passed on.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -224,19 +231,54 @@ _lock = threading.Lock()
 _cache: tuple | None = None
 
 
+#: Routine lines MediaPipe's graphs log to stderr when they start (substrings).
+_MEDIAPIPE_NOISE = ("Created TensorFlow Lite XNNPACK delegate for CPU",
+                    "All log messages before absl::InitializeLog() is called are written to STDERR",
+                    "inference_feedback_manager.cc")
+
+
 def _models():
     """The (short-range detector, full-range detector, face mesh) MediaPipe graphs, created
-    once. Call with ``_lock`` held."""
+    once and run once on a blank image, so that their start-up log lines (written by graph
+    threads after the constructors return) are filtered. Call with ``_lock`` held."""
     global _cache
     if _cache is None:
         solutions = mp.solutions
-        _cache = (
-            solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE),
-            solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE),
-            solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1,
-                                         min_detection_confidence=MIN_SCORE),
-        )
+        with _native_stderr_without(_MEDIAPIPE_NOISE), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # protobuf's GetPrototype deprecation
+            graphs = (
+                solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=MIN_SCORE),
+                solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_SCORE),
+                solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1,
+                                             min_detection_confidence=MIN_SCORE),
+            )
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for graph in graphs:
+                graph.process(blank)  # returns once every calculator of the graph has started
+        _cache = graphs
     return _cache
+
+
+@contextlib.contextmanager
+def _native_stderr_without(noise: tuple[str, ...]):
+    """Capture file descriptor 2 (C++ logging writes there, below Python's ``sys.stderr``) for
+    the duration, then write back every captured line that contains none of ``noise``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(n in line for n in noise)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _find_faces(u8: np.ndarray, detector_short, detector_full) -> list[tuple[np.ndarray, float]]:
