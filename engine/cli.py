@@ -77,6 +77,11 @@ def _check_output_folder(out: Path) -> None:
     """Fail now, not after minutes of work, when ``out`` cannot be created or written to.
     Leaves no trace: folders made for the check are removed again (``save`` makes them)."""
     missing = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
+    existing = out.parents[len(missing) - 1] if missing else out
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"cannot be made: {str(existing)!r} is a file"
+        raise EngineError(f"The output folder {str(out)!r} {where}; the result is a folder of "
+                          "files. Give --out a folder path (it is created if missing).")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

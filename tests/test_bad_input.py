@@ -120,6 +120,18 @@ def test_minimum_face_size(astronaut_rgb, astronaut):
     assert np.median(err) < 0.03 * eyes
 
 
+@pytest.mark.parametrize("size", [(1, 1), (MIN_FACE_PX - 1, 300)])
+def test_a_photo_too_small_to_hold_a_face_says_so(size, tmp_path):
+    path = tmp_path / "dot.png"
+    Image.new("RGB", size, (200, 150, 120)).save(path)
+    code, events, _ = run_cli(str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and [e["event"] for e in events[-1:]] == ["error"]
+    assert events[-1]["kind"] == "FaceTooSmallError"
+    message = events[-1]["message"]
+    assert f"{size[0]}x{size[1]} px" in message and f"at least {MIN_FACE_PX} px" in message
+    assert "No face found" not in message
+
+
 def test_no_face_message_quotes_the_minimum(no_face_path):
     with pytest.raises(NoFaceError) as info:
         detect_landmarks(load_photo(no_face_path))
@@ -136,6 +148,16 @@ def test_cli_refuses_an_unwritable_output_before_working(astronaut_path, tmp_pat
     assert events[0]["kind"] == "EngineError" and "output folder" in events[0]["message"]
     assert str(blocker / "out") in events[0]["message"]
     assert blocker.read_text() == "a file, not a folder"
+
+
+def test_cli_refuses_an_output_path_that_is_a_file(astronaut_path, tmp_path):
+    existing = tmp_path / "result.txt"
+    existing.write_text("a file, not a folder")
+    code, events, _ = run_cli(astronaut_path, "--out", str(existing))
+    assert code == 2 and [e["event"] for e in events] == ["error"]
+    message = events[0]["message"]
+    assert f"{str(existing)!r} is a file" in message and "folder" in message
+    assert "File exists" not in message and existing.read_text() == "a file, not a folder"
 
 
 @contextlib.contextmanager

@@ -53,7 +53,7 @@ from ..io.image_io import Photo
 
 
 class FaceTooSmallError(NoFaceError):
-    """The chosen face is narrower than :data:`MIN_FACE_PX`."""
+    """The chosen face, or the whole photo, is narrower than :data:`MIN_FACE_PX`."""
 
 
 class FaceIndexError(NoFaceError):
@@ -171,10 +171,14 @@ def detect_landmarks(photo: Photo, face_index: int | None = None) -> FaceLandmar
     Raises:
         NoFaceError: no face was found, or none for which Face Mesh could place landmarks.
         FaceIndexError: ``face_index`` is negative or not below the number of faces found.
-        FaceTooSmallError: the chosen face is narrower than :data:`MIN_FACE_PX`.
+        FaceTooSmallError: the chosen face, or the photo itself, is narrower than :data:`MIN_FACE_PX`.
     """
+    height, width = photo.rgb.shape[:2]
+    if min(width, height) < MIN_FACE_PX:
+        raise FaceTooSmallError(
+            f"The photo {photo.path!r} is {width}x{height} px: too small to hold a face, which must be "
+            f"at least {MIN_FACE_PX} px wide. Use a larger photo of the face.")
     u8 = (photo.rgb * 255.0 + 0.5).astype(np.uint8)
-    height, width = u8.shape[:2]
     with _lock:
         detector_short, detector_full, mesh = _models()
         with warnings.catch_warnings():
