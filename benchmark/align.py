@@ -73,8 +73,10 @@ class Surface:
     def __init__(self, vertices: np.ndarray, triangles: np.ndarray, k: int = 4):
         self.vertices = np.asarray(vertices, np.float64)
         self.triangles = np.asarray(triangles, np.int64)
-        self.k = min(k, len(self.vertices))
-        self._tree = cKDTree(self.vertices)
+        # Only vertices of some triangle are on the surface (a mesh may carry others: eyes).
+        self._used = np.unique(self.triangles)
+        self.k = min(k, len(self._used))
+        self._tree = cKDTree(self.vertices[self._used])
         # Padded vertex -> incident-triangle table [V, maxdeg], -1 = none.
         order = np.argsort(self.triangles.ravel(), kind="stable")
         vert_of = self.triangles.ravel()[order]
@@ -93,7 +95,7 @@ class Surface:
 
     def _closest(self, pts: np.ndarray) -> Closest:
         _, near = self._tree.query(pts, k=self.k)
-        near = near.reshape(len(pts), -1)
+        near = self._used[near.reshape(len(pts), -1)]
         cand = self._incident[near].reshape(len(pts), -1)                     # [N, C]
         valid = cand >= 0
         tri = self.triangles[np.where(valid, cand, 0)]                        # [N, C, 3]

@@ -34,7 +34,8 @@ import numpy as np
 
 from engine.detect.landmarks import FaceLandmarks
 from engine.errors import EngineError
-from engine.result import Camera, FaceReconstruction, triangulate
+from engine.head.model import MAPPED_MATERIALS
+from engine.result import Camera, FaceReconstruction, triangle_faces, triangulate
 
 from .align import Surface, align
 from .metrics import (DETAIL_BAND_M, SurfaceBandPass, albedo_error, detail_noise_floor,
@@ -249,16 +250,27 @@ def mediapipe_triangles() -> np.ndarray:
 
 
 def _rec_landmarks(rec: FaceReconstruction, vertices: np.ndarray) -> np.ndarray:
-    """``[478, 3]`` landmark positions on the reconstruction (NaN where the model has none)."""
-    from engine.head.model import load_head_model
+    """``[478, 3]`` landmark positions on the reconstruction's skin (NaN where the built-in
+    model has none there), located through their UVs."""
+    from engine.head.linear import load_head
     from engine.head.subdivision import locate_uv
 
-    model = load_head_model()
-    tri, bary = locate_uv(rec.uvs, rec.face_uvs, model.landmark_uv)
-    corners = vertices[rec.triangles()[tri]]
+    model = load_head()
+    own = model.face_material[triangle_faces(model.faces)[model.landmark_faces]]
+    on_skin = np.isin(own, [model.material_names.index(m) for m in MAPPED_MATERIALS
+                            if m in model.material_names])
+    skin = _skin(rec)
+    tri, bary = locate_uv(rec.uvs, rec.face_uvs[skin], model.landmark_uv)
+    corners = vertices[triangulate(rec.faces[skin])[tri]]
     out = np.einsum("nk,nkd->nd", bary.astype(np.float64), corners)
-    out[model.landmark_weights <= 0] = np.nan
+    out[(model.landmark_weights <= 0) | ~on_skin] = np.nan
     return out
+
+
+def _skin(rec: FaceReconstruction) -> np.ndarray:
+    """``[F]`` bool: the reconstruction's faces in the UV maps' atlas (skin, mouth socket):
+    the surface scored against the scan (eyeballs, teeth and lashes are not in the scan)."""
+    return rec.material_faces(*MAPPED_MATERIALS)
 
 
 def _score_mediapipe(ctx: _Context, shot: str, landmarks: FaceLandmarks,
@@ -273,10 +285,11 @@ def _score_levels(ctx: _Context, shot: str, method: str, rec: FaceReconstruction
                   view: _View) -> list[Score]:
     from engine.geometry.mesh_ops import vertex_uvs
 
-    tris = rec.triangles().astype(np.int64)
+    skin = _skin(rec)
+    tris = triangulate(rec.faces[skin]).astype(np.int64)
     coarse = rec.vertices.astype(np.float64)
     mid = rec.detailed_vertices.astype(np.float64)
-    vuv = vertex_uvs(rec.faces, rec.face_uvs, rec.uvs, len(mid)).astype(np.float64)
+    vuv = vertex_uvs(rec.faces[skin], rec.face_uvs[skin], rec.uvs, len(mid)).astype(np.float64)
     high = mid + vertex_normals(mid, tris) * sample_map(rec.displacement_map, vuv)[:, None]
     out = []
     for level, verts in zip(LEVELS, (coarse, mid, high)):
@@ -296,7 +309,7 @@ def _score_surface(ctx: _Context, shot: str, method: str, level: str, surface: S
     detail = floor = albedo = flat = None
     if rec is not None and view is not None and view.scored.sum() >= 10:
         near = surface.closest(t.inverse().apply(ctx.scan.vertices[view.points]))
-        corner_uvs = rec.uvs[triangulate(rec.face_uvs)].astype(np.float64)
+        corner_uvs = rec.uvs[triangulate(rec.face_uvs[_skin(rec)])].astype(np.float64)
         uv = np.einsum("nk,nkd->nd", near.barycentrics, corner_uvs[near.triangle])
         rec_detail = view.band_pass(sample_map(rec.displacement_map, uv))[view.scored]
         areas = ctx.areas[view.points[view.scored]]

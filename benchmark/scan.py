@@ -82,7 +82,7 @@ class Scan:
 
 def default_scan_dir() -> Path:
     """``../shared/data/head_scan`` relative to the repository root."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "head_scan"
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "head_scan"
 
 
 def load_scan(folder: str | Path | None = None) -> Scan:

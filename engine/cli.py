@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def add_reconstruct_arguments(parser: argparse.ArgumentParser, photos_help: str = PHOTOS_HELP) -> None:
     """The options of ``reconstruct`` (photos, --example, --out, --face-index, --device,
-    --quality, --weights, --alignment, --progress, --no-preview), for any front end that runs it."""
+    --quality, --weights, --head-model, --alignment, --progress, --no-preview), for any front end that runs it."""
     parser.add_argument("photos", nargs="*", help=photos_help)
     parser.add_argument("--example", choices=EXAMPLES,
                         help="use a photo that ships with scikit-image instead of your own")
@@ -54,6 +54,9 @@ def add_reconstruct_arguments(parser: argparse.ArgumentParser, photos_help: str 
     parser.add_argument("--quality", choices=("fast", "high"), default="fast")
     parser.add_argument("--weights", help="folder with the official HRN release (checkpoints + BFM); "
                                            "default: the built-in offline model")
+    parser.add_argument("--head-model", metavar="PATH",
+                        help="head to fit: a head model file (.npz), or the official HRN release "
+                             "folder to fit its Basel Face Model; default: the built-in ICT head")
     parser.add_argument("--alignment", choices=("auto", "official", "mediapipe"), default="auto",
                         help="with --weights: where the face-alignment points come from; auto = the "
                              "official detectors (RetinaFace, 106-point net, FAN) when their files are "
@@ -167,7 +170,8 @@ def reconstruct_command(args: argparse.Namespace, rep: Reporter) -> Path:
             photos.append(_example_photo(args.example, Path(tmp)))
         options = ReconstructionOptions(device=args.device, quality=args.quality,
                                         weights_dir=Path(args.weights) if args.weights else None,
-                                        face_index=args.face_index, alignment=args.alignment)
+                                        face_index=args.face_index, alignment=args.alignment,
+                                        head_model=Path(args.head_model) if args.head_model else None)
         result = reconstruct(photos, options, progress=rep.progress)
         rep.close()
         for message in result.warnings:

@@ -22,17 +22,20 @@ from PIL import Image, ImageDraw, ImageFilter
 from . import render
 from .detect.face_region import convex_hull, unoccluded
 from .detect.landmarks import CONTOUR, LEFT_EYE, LIPS, RIGHT_EYE, FaceLandmarks, detect_landmarks
-from .errors import DeviceError, EngineError, NoFaceError
-from .geometry.mesh_ops import seam_uv_pairs, smooth_weighted, vertex_adjacency, vertex_uvs
+from .errors import DeviceError, EngineError, ModelFilesError, NoFaceError
+from .geometry.mesh_ops import seam_uv_pairs, smooth_weighted, vertex_adjacency
 from .geometry.sh import irradiance
 from .geometry.transforms import vertex_normals
-from .head.model import HeadModel, load_head_model
+from .head.linear import load_head
+from .head.model import HeadModel
 from .io.image_io import Photo, load_photo
 from .levels.albedo import estimate_albedo, linear_to_srgb, srgb_to_linear
 from .levels.coarse import default_focal_px, fit_coarse
+from .levels.eyes import eye_centres, iris_radius, measure_eyes
 from .levels.high import detail_normals, fit_displacement, lowpass_albedo, shading_error
 from .levels.lighting import LightingFit, fit_lighting, shading_free_albedo
-from .levels.mid import DeformationView, LandmarkTarget, fit_deformation, sample_deformation
+from .levels.mid import (DeformationView, LandmarkTarget, fit_deformation, sample_deformation,
+                         vertex_confidence)
 from .levels.multiview import OUTLIER_DISTANCE_M, check_identities, fuse_albedo, fuse_weighted, reference_view
 from .progress import Progress, ProgressCallback, Stage, per_photo
 from .render.view import View, crop_photo, face_view, sample_photo, to_camera, visible_vertices
@@ -58,8 +61,8 @@ class QualitySettings:
 
 
 QUALITY = {
-    "fast": QualitySettings(400, 40, 256, 64, 512, 40, 2, 1),
-    "high": QualitySettings(600, 100, 384, 64, 1024, 80, 2, 2),
+    "fast": QualitySettings(400, 40, 256, 64, 512, 40, 1, 0),
+    "high": QualitySettings(600, 100, 384, 64, 1024, 80, 1, 1),
 }
 
 
@@ -68,7 +71,9 @@ class ReconstructionOptions:
     """Attributes:
         device: "auto" (CUDA when available), "cpu" or "cuda".
         quality: "fast" (512² maps) or "high" (1024² maps, more iterations).
-        head_model: path of a head model .npz; None = the built-in model.
+        head_model: the head to fit (:func:`load_model`): None = the built-in ICT head; a head
+            model file (.npz, tools/build_ict_head.py's format); or the official HRN release
+            folder, to fit its Basel Face Model.
         weights_dir: folder of the official HRN release (single photo only, through
             engine.hrn_official); None = the built-in offline model.
         face_index: which face to use in photos with several: None = the largest; N = face N
@@ -208,7 +213,7 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
     if not inputs:
         raise NoFaceError(f"No face found in any of the {count} photos. Use photos where the face is "
                           "clearly visible, at least ~100 px wide and well lit.")
-    model = load_head_model(options.head_model)
+    model = load_model(options.head_model)
     device = resolve_device(options.device)
     settings = QUALITY[options.quality]
     check = None
@@ -232,13 +237,39 @@ def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = R
     else:
         distances = {}
     result = reconstruct_views(inputs, model, settings, device, prog, options, t_start, count)
-    records = list(result.views)
-    for k, note in skipped.items():
-        records.insert(k, ViewRecord(image_path=str(photos[k]), used=False, note=note))
+    records = with_skipped(result.views, skipped, photos)
     meta = dict(result.metadata)
     if distances:
         meta["identity_distance_mm"] = {str(k): round(d * 1e3, 3) for k, d in distances.items()}
-    return result.replace(views=tuple(records), metadata=meta, warnings=tuple(notes))
+    return result.replace(views=records, metadata=meta, warnings=tuple(notes))
+
+
+def with_skipped(records: Sequence[ViewRecord], skipped: dict[int, str],
+                 photos: Sequence[str | Path]) -> tuple[ViewRecord, ...]:
+    """The used photos' ``records`` (in photo order) with a record for each skipped photo
+    (index -> why) put at its place, so record k is always photo k."""
+    out = list(records)
+    for k, note in sorted(skipped.items()):     # ascending: each insert lands at its index
+        out.insert(k, ViewRecord(image_path=str(photos[k]), used=False, note=note))
+    return tuple(out)
+
+
+def load_model(path: Optional[Path] = None) -> HeadModel:
+    """The head to fit: the built-in ICT head (``None``), a head model file (.npz), or the
+    Basel Face Model of an official HRN release folder (engine.hrn_official.bfm.bfm_head).
+
+    Raises:
+        ModelFilesError: a file is missing or malformed; the message says where to get it.
+    """
+    if path is None or not Path(path).is_dir():
+        return load_head(path)
+    from .hrn_official import bfm, layout
+
+    missing = [key for key in ("bfm", "uvs") if layout.find(path, key) is None]
+    if missing:
+        raise ModelFilesError(f"The folder {str(path)!r} has no Basel Face Model to fit. "
+                              + " ".join(layout.where_to_get(key) for key in missing))
+    return bfm.bfm_head(bfm.BFMModel.load(layout.find(path, "bfm")), bfm.load_uvs(layout.find(path, "uvs")))
 
 
 def _reconstruct_official(photos, options: ReconstructionOptions, progress) -> FaceReconstruction:
@@ -261,126 +292,207 @@ def reconstruct_views(inputs: Sequence[_Input], model: HeadModel, settings: Qual
     ``count`` is the number of photos given (for progress names). The result's views hold
     only these photos, in order."""
     ctx = render.make_context(device)
-    timings = {}
-
-    def mark(name: str) -> None:
-        timings[name] = round(time.perf_counter() - t_start - sum(timings.values()), 3)
-
+    clock = _Clock(t_start)
     coarse = fit_coarse(model, [v.landmarks for v in inputs], [v.focal_px for v in inputs],
                         settings.coarse_iterations, progress=prog.sub(Stage.FITTING_HEAD_SHAPE, 0.0, 1.0))
-    mark("coarse")
-
+    clock.mark("coarse")
     # Lighting and the mid level are fitted on a coarser subdivision (fit_head) than the
     # result's (head): the 64² map varies more slowly than either mesh's vertices.
     fit_head = model.subdivided(settings.mid_subdivision)
-    fit_tris = fit_head.triangles()
-    adjacency = vertex_adjacency(fit_tris, fit_head.n_vertices)
-    lm_use = fit_head.landmark_weights > 0
-    fits, lightings = [], []
+    lit = []
     for v, pose in zip(inputs, coarse.views):
         prog.update(per_photo(Stage.ESTIMATING_LIGHTING, v.index, count))
-        verts = fit_head.shape(coarse.identity, pose.expression)
-        view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
-        crop = crop_photo(v.linear, view)
-        clear = unoccluded_mask(v.landmarks.points, view, crop)
-        lighting, vertex_albedo = _lighting(ctx, fit_head, fit_tris, adjacency, verts, view, v.linear, clear)
-        target = LandmarkTarget(points_px=v.landmarks.points[lm_use, :2],
-                                triangles=fit_tris[fit_head.landmark_faces[lm_use]],
-                                barycentrics=fit_head.landmark_barycentrics[lm_use],
-                                weights=fit_head.landmark_weights[lm_use])
-        fits.append(DeformationView(verts, view, crop, skin_mask(v.landmarks.points, view) * clear,
-                                    vertex_albedo, lighting.sh, target))
-        lightings.append(lighting)
-    mark("lighting")
-
-    mid = fit_deformation(ctx, fit_tris, _vertex_uvs(fit_head), fits,
-                          resolution=settings.deformation_size, iterations=settings.mid_iterations,
-                          vertex_weight=_deformable(fit_head),
-                          seam_uvs=seam_uv_pairs(fit_head.faces, fit_head.face_uvs, fit_head.uvs),
-                          progress=prog.sub(Stage.FITTING_MID, 0.0, 1.0))
+        lit.append(_light_photo(ctx, fit_head, coarse.identity, pose, v, settings))
+    clock.mark("lighting")
+    mid = _fit_mid(ctx, fit_head, lit, settings, prog)
     head = model.subdivided(settings.subdivision)
-    tris = head.triangles()
-    vuv = _vertex_uvs(head)
-    mid_offsets = sample_deformation(mid.deformation_map, vuv, _deformable(head))
+    uv, deformable = head.map_vertex_uv()
     posed = [head.shape(coarse.identity, pose.expression) for pose in coarse.views]
-    mark("mid")
-
-    uv_tris = triangulate(head.face_uvs)
-    uv_raster = rasterize_uv(head.uvs, uv_tris, (settings.uv_size, settings.uv_size))
-    mirror = mirror_texels(uv_raster, tris, vuv, head.mirror)
-    displacements, visibilities, albedos, confidences, shading_errors = [], [], [], [], []
-    for v, pose, verts, lighting in zip(inputs, coarse.views, posed, lightings):
-        prog.update(per_photo(Stage.UNWRAPPING_TEXTURE, v.index, count))
-        detail_view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
-        obs = observe(ctx, v.linear, verts + mid_offsets, tris, head.uvs, uv_tris,
-                      uv_raster, mirror, detail_view,
-                      skin=skin_mask(v.landmarks.points, detail_view, feather=0.01)
-                      * unoccluded_mask(v.landmarks.points, detail_view, crop_photo(v.linear, detail_view)))
-        stage = per_photo(Stage.FITTING_HIGH, v.index, count)
-        smooth_albedo = lowpass_albedo(obs, lighting.sh)
-        displacements.append(fit_displacement(obs, lighting.sh, smooth_albedo,
-                                              iterations=settings.high_iterations,
-                                              progress=prog.sub(stage, 0.0, 1.0)))
-        detail_normal = detail_normals(obs, displacements[-1])
-        shading_errors.append({"mid": shading_error(obs, lighting.sh, smooth_albedo),
-                               "high": shading_error(obs, lighting.sh, smooth_albedo, detail_normal)})
-        visibilities.append(obs.visibility)
-        prog.update(per_photo(Stage.ESTIMATING_ALBEDO, v.index, count))
-        albedo, confidence = estimate_albedo(obs, lighting.sh, detail_normal=detail_normal)
-        albedos.append(albedo)
-        confidences.append(confidence)
-    mark("detail")
-
+    confidence = _confidence(ctx, head, posed, [light.fit.view for light in lit])
+    mid_offsets = sample_deformation(mid.deformation_map, uv, deformable * confidence)
+    clock.mark("mid")
+    layout = _UVLayout.of(head, settings.uv_size)
+    details = [_detail_photo(ctx, head, layout, verts + mid_offsets, pose, v, light.lighting,
+                             settings, prog, count)
+               for v, pose, verts, light in zip(inputs, coarse.views, posed, lit)]
+    clock.mark("detail")
     if len(inputs) > 1:
         prog.update(Stage.FUSING_VIEWS)
-        displacement = fuse_weighted(displacements, visibilities)
-        albedo, confidence = fuse_albedo(albedos, confidences)
+        displacement = fuse_weighted([d.displacement for d in details], [d.visibility for d in details])
+        albedo, confidence = fuse_albedo([d.albedo for d in details], [d.confidence for d in details])
     else:
-        displacement, albedo, confidence = displacements[0], albedos[0], confidences[0]
-    mark("fusion")
-
+        displacement, albedo, confidence = details[0].displacement, details[0].albedo, details[0].confidence
+    clock.mark("fusion")
     prog.update(Stage.ASSEMBLING_RESULT)
+    eyes = measure_eyes([v.linear for v in inputs], [v.landmarks.points for v in inputs],
+                        [p.camera for p in coarse.views], [light.lighting.sh for light in lit],
+                        iris_radius(model), [eye_centres(model, verts) for verts in posed])
     ref = reference_view([p.camera.rotation for p in coarse.views])
-    records = tuple(ViewRecord(image_path=v.photo.path, used=True, camera=p.camera,
-                               expression=p.expression, sh_lighting=lt.sh,
-                               landmarks=v.landmarks.points[:, :2].astype(np.float32),
-                               displacement_map=d.astype(np.float32))
-                    for v, p, lt, d in zip(inputs, coarse.views, lightings, displacements))
-    per_view = [{"index": v.index, "landmark_rms_px": p.landmark_rms_px,
-                 "photometric_error": {"coarse": b, "mid": a}, "uv_shading_error": e,
-                 "lighting_residual_rms": lt.residual_rms}
-                for v, p, lt, b, a, e in zip(inputs, coarse.views, lightings, mid.photometric_before,
-                                             mid.photometric_after, shading_errors)]
     pose = coarse.views[ref]
     result = FaceReconstruction(
         vertices=posed[ref].astype(np.float32), mid_offsets=mid_offsets,
-        faces=head.faces, uvs=head.uvs, face_uvs=head.face_uvs, deformation_map=mid.deformation_map,
+        faces=head.faces, uvs=head.uvs, face_uvs=head.face_uvs, face_material=head.face_material,
+        material_names=head.material_names, deformation_map=mid.deformation_map,
         displacement_map=displacement.astype(np.float32), albedo=albedo.astype(np.float32),
         albedo_confidence=confidence.astype(np.float32), camera=pose.camera,
-        identity=coarse.identity, expression=pose.expression,
-        expression_names=head.expression_names, expression_deltas=head.expression_basis,
-        sh_lighting=lightings[ref].sh, views=records,
+        identity=coarse.identity, expression=pose.expression, eyes=eyes,
+        expression_names=head.expression_names, expression_deltas=head.expression,
+        sh_lighting=lit[ref].lighting.sh,
+        views=tuple(ViewRecord(image_path=v.photo.path, used=True, camera=p.camera,
+                               expression=p.expression, sh_lighting=light.lighting.sh,
+                               landmarks=v.landmarks.points[:, :2].astype(np.float32),
+                               displacement_map=d.displacement.astype(np.float32))
+                    for v, p, light, d in zip(inputs, coarse.views, lit, details)),
         metadata={
-            "engine_version": ENGINE_VERSION, "head_model": "MakeHuman/MPFB2 CC0 head (built-in)",
+            "engine_version": ENGINE_VERSION, "head_model": model.name,
             "device": str(device), "rasterizer": type(ctx).__name__, "quality": options.quality,
             "reference_view": inputs[ref].index,
             "landmark_rms_px": pose.landmark_rms_px,
             "photometric_error": {"coarse": float(np.mean(mid.photometric_before)),
                                   "mid": float(np.mean(mid.photometric_after))},
-            "uv_shading_error": {k: float(np.mean([e[k] for e in shading_errors])) for k in ("mid", "high")},
-            "lighting_residual_rms": lightings[ref].residual_rms, "timings_s": timings,
-            "views": per_view,
+            "uv_shading_error": {k: float(np.mean([d.shading_error[k] for d in details]))
+                                 for k in ("mid", "high")},
+            "lighting_residual_rms": lit[ref].lighting.residual_rms, "timings_s": clock.timings,
+            "views": [{"index": v.index, "landmark_rms_px": p.landmark_rms_px,
+                       "photometric_error": {"coarse": b, "mid": a}, "uv_shading_error": d.shading_error,
+                       "lighting_residual_rms": light.lighting.residual_rms}
+                      for v, p, light, b, a, d in zip(inputs, coarse.views, lit, mid.photometric_before,
+                                                      mid.photometric_after, details)],
         })
     prog.update(Stage.ASSEMBLING_RESULT, 1.0)
     return result
 
 
-def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarray, view: View,
+class _Clock:
+    """Seconds spent per stage since ``start`` (``time.perf_counter``), for the metadata."""
+
+    def __init__(self, start: float) -> None:
+        self.start, self.timings = start, {}
+
+    def mark(self, name: str) -> None:
+        self.timings[name] = round(time.perf_counter() - self.start - sum(self.timings.values()), 3)
+
+
+@dataclass(frozen=True)
+class _LitPhoto:
+    """One photo after the lighting stage: its lighting and its part of the mid-level fit."""
+
+    lighting: LightingFit
+    fit: DeformationView
+
+
+def _light_photo(ctx, head: HeadModel, identity: np.ndarray, pose, v: _Input,
+                 settings: QualitySettings) -> _LitPhoto:
+    """Lighting stage of one photo: SH lighting and low-pass vertex albedo from the coarse
+    head (``head`` at the mid level's subdivision), and the photo's deformation-fit inputs."""
+    verts = head.shape(identity, pose.expression)
+    view = face_view(pose.camera, v.landmarks.points[:, :2], settings.render_size)
+    crop = crop_photo(v.linear, view)
+    clear = unoccluded_mask(v.landmarks.points, view, crop)
+    lighting, vertex_albedo = _lighting(ctx, head, mapped_triangles(head), verts, view, v.linear, clear)
+    use = head.landmark_weights > 0
+    target = LandmarkTarget(points_px=v.landmarks.points[use, :2],
+                            triangles=head.triangles()[head.landmark_faces[use]],
+                            barycentrics=head.landmark_barycentrics[use],
+                            weights=head.landmark_weights[use])
+    return _LitPhoto(lighting, DeformationView(verts, view, crop, skin_mask(v.landmarks.points, view) * clear,
+                                               vertex_albedo, lighting.sh, target))
+
+
+def _fit_mid(ctx, head: HeadModel, lit: Sequence[_LitPhoto], settings: QualitySettings,
+             prog: Progress):
+    """Mid level: one deformation map fitted to all photos (engine.levels.mid)."""
+    uv, deformable = head.map_vertex_uv()
+    mapped = head.mapped_faces()
+    confidence = _confidence(ctx, head, [p.fit.vertices for p in lit], [p.fit.view for p in lit])
+    # The skin alone is drawn: eyes, teeth and lashes never cover the skin pixels fitted.
+    return fit_deformation(ctx, mapped_triangles(head), uv, [p.fit for p in lit],
+                           resolution=settings.deformation_size, iterations=settings.mid_iterations,
+                           vertex_weight=deformable * confidence,
+                           seam_uvs=seam_uv_pairs(head.faces[mapped], head.face_uvs[mapped], head.uvs),
+                           progress=prog.sub(Stage.FITTING_MID, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class _UVLayout:
+    """The head's UV atlas (its mapped faces) rasterised at the maps' resolution."""
+
+    triangles: np.ndarray        # [T, 3] vertex triangles of the mapped faces
+    uv_triangles: np.ndarray     # [T, 3] their UV triangles
+    raster: object               # engine.uv.raster.UVRaster
+    mirror: np.ndarray           # [H, W, 2] mirror texels
+    occluders: np.ndarray        # [T', 3] every opaque triangle (lashes can hide skin)
+
+    @classmethod
+    def of(cls, head: HeadModel, size: int) -> "_UVLayout":
+        tris, uv_tris = mapped_triangles(head), triangulate(head.face_uvs[head.mapped_faces()])
+        raster = rasterize_uv(head.uvs, uv_tris, (size, size))
+        return cls(tris, uv_tris, raster, mirror_texels(raster, tris, head.map_vertex_uv()[0], head.mirror),
+                   opaque_triangles(head))
+
+
+@dataclass(frozen=True)
+class _PhotoDetail:
+    """One photo's high level and albedo, in the UV layout."""
+
+    displacement: np.ndarray     # [H, W] metres
+    visibility: np.ndarray       # [H, W]
+    albedo: np.ndarray           # [H, W, 3] sRGB
+    confidence: np.ndarray       # [H, W]
+    shading_error: dict          # "mid"/"high": UV shading error with smooth/detail normals
+
+
+def _detail_photo(ctx, head: HeadModel, layout: _UVLayout, vertices: np.ndarray, pose, v: _Input,
+                  lighting: LightingFit, settings: QualitySettings, prog: Progress,
+                  count: int) -> _PhotoDetail:
+    """Unwrapping, high level and albedo of one photo, on the mid-level head ``vertices``."""
+    prog.update(per_photo(Stage.UNWRAPPING_TEXTURE, v.index, count))
+    view = face_view(pose.camera, v.landmarks.points[:, :2], min(1024, 2 * settings.uv_size))
+    obs = observe(ctx, v.linear, vertices, layout.triangles, head.uvs, layout.uv_triangles,
+                  layout.raster, layout.mirror, view,
+                  skin=skin_mask(v.landmarks.points, view, feather=0.01)
+                  * unoccluded_mask(v.landmarks.points, view, crop_photo(v.linear, view)),
+                  occluders=layout.occluders)
+    smooth_albedo = lowpass_albedo(obs, lighting.sh)
+    displacement = fit_displacement(obs, lighting.sh, smooth_albedo, iterations=settings.high_iterations,
+                                    progress=prog.sub(per_photo(Stage.FITTING_HIGH, v.index, count), 0.0, 1.0))
+    detail_normal = detail_normals(obs, displacement)
+    errors = {"mid": shading_error(obs, lighting.sh, smooth_albedo),
+              "high": shading_error(obs, lighting.sh, smooth_albedo, detail_normal)}
+    prog.update(per_photo(Stage.ESTIMATING_ALBEDO, v.index, count))
+    albedo, confidence = estimate_albedo(obs, lighting.sh, detail_normal=detail_normal)
+    return _PhotoDetail(displacement, obs.visibility, albedo, confidence, errors)
+
+
+def _confidence(ctx, head: HeadModel, vertices: Sequence[np.ndarray], views: Sequence[View]) -> np.ndarray:
+    """``[V]`` confidence of the mid level at each vertex of ``head`` (engine.levels.mid.
+    vertex_confidence) from each photo's posed ``vertices`` and face ``views``."""
+    tris = mapped_triangles(head)
+    return vertex_confidence(ctx, tris, vertices, views, vertex_adjacency(tris, head.n_vertices))
+
+
+def mapped_triangles(head: HeadModel) -> np.ndarray:
+    """``[T, 3]`` triangles of the faces in the UV maps' atlas (skin, mouth socket)."""
+    return triangulate(head.faces[head.mapped_faces()])
+
+
+def opaque_triangles(head: HeadModel) -> np.ndarray:
+    """``[T, 3]`` triangles of every face but the transparent cornea: what the photo shows."""
+    keep = head.face_material != (head.material_names.index("cornea")
+                                  if "cornea" in head.material_names else -1)
+    return triangulate(head.faces[keep])
+
+
+#: Fewest visible skin vertices the lighting is fitted from (engine.levels.lighting needs 20).
+MIN_LIGHTING_SAMPLES = 20
+
+
+def _lighting(ctx, head: HeadModel, tris: np.ndarray, verts: np.ndarray, view: View,
               linear: np.ndarray, clear: torch.Tensor) -> tuple[LightingFit, np.ndarray]:
     """SH lighting of one photo and a low-pass albedo per vertex ``[V, 3]`` (linear RGB,
     skin luminance flattened: lighting.shading_free_albedo), from the coarse head ``verts``
-    seen through ``view``; vertices where ``clear`` (``[S, S]`` in the view,
-    :func:`unoccluded_mask`) is 0 are left out."""
+    (drawn with ``tris``) seen through ``view``; vertices where ``clear`` (``[S, S]`` in the
+    view, :func:`unoccluded_mask`) is 0 are left out."""
     camera = view.camera
     v_t = torch.as_tensor(verts)
     tri_t = torch.as_tensor(tris)
@@ -393,19 +505,17 @@ def _lighting(ctx, head: HeadModel, tris: np.ndarray, adjacency, verts: np.ndarr
     facing = np.clip(-(normals * _unit(to_camera(v_t, camera).numpy())).sum(-1), 0, 1)
     skin = head.regions["face"] & ~head.regions["eyes"] & ~head.regions["lips"]
     weight = seen * skin * facing * clear.numpy()[at[:, 1], at[:, 0]]
+    if (weight > 0).sum() < MIN_LIGHTING_SAMPLES:
+        raise NoFaceError(
+            f"Too little bare skin of the face shows in the photo to estimate its lighting "
+            f"({(weight > 0).sum()} usable points of the fitted head; {MIN_LIGHTING_SAMPLES} needed). "
+            "Use a photo where the face is not covered by hair, hands or a mask and is turned "
+            "less than about 60 degrees from the camera.")
     lighting = fit_lighting(normals, colours, weight)
     delit = colours / np.maximum(irradiance(normals, lighting.sh), 0.05)
+    adjacency = vertex_adjacency(head.triangles(), head.n_vertices)
     vertex_albedo = smooth_weighted(delit, weight, adjacency, iterations=12, fill=lighting.base_albedo)
     return lighting, shading_free_albedo(vertex_albedo, skin)
-
-
-def _vertex_uvs(head: HeadModel) -> np.ndarray:
-    return vertex_uvs(head.faces, head.face_uvs, head.uvs, head.n_vertices)
-
-
-def _deformable(head: HeadModel) -> np.ndarray:
-    """``[V]`` float32 weight of the mid-level offsets: 0 keeps the eyeballs rigid."""
-    return (~head.regions["eyeballs"]).astype(np.float32)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -35,7 +35,12 @@ import numpy as np
 from .errors import EngineError, ModelFilesError
 from .io import exr
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: Colours (sRGB) of the parts whose colour is not measured from the photo, shared by the OBJ
+#: export and the Blender scene (mouth: the mouth socket).
+PART_SRGB = {"teeth": (0.86, 0.82, 0.72), "gums": (0.72, 0.36, 0.36), "tongue": (0.72, 0.38, 0.38),
+             "mouth": (0.30, 0.09, 0.09), "lashes": (0.04, 0.03, 0.025)}
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,33 @@ class ViewRecord:
 
 
 @dataclass(frozen=True)
+class EyeAppearance:
+    """The eyes as the photos show them (engine.levels.eyes).
+
+    Attributes:
+        iris_srgb: iris colour, sRGB in [0, 1], de-lit.
+        sclera_srgb: colour of the white of the eye, sRGB in [0, 1], de-lit.
+        iris_scale: iris radius over the head model's (1 = the model's iris).
+    """
+
+    iris_srgb: tuple[float, float, float]
+    sclera_srgb: tuple[float, float, float]
+    iris_scale: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "EyeAppearance":
+        return cls(iris_srgb=tuple(d["iris_srgb"]), sclera_srgb=tuple(d["sclera_srgb"]),
+                   iris_scale=float(d["iris_scale"]))
+
+
+#: The eyes when no photo shows them well enough (too small, closed) or the head has none.
+DEFAULT_EYES = EyeAppearance(iris_srgb=(0.36, 0.25, 0.16), sclera_srgb=(0.88, 0.85, 0.8), iris_scale=1.0)
+
+
+@dataclass(frozen=True)
 class FaceReconstruction:
     """A hierarchical face reconstruction: coarse head, mid- and high-frequency detail, albedo.
 
@@ -133,10 +165,13 @@ class FaceReconstruction:
         vertices: ``[V, 3]`` float32, the low-frequency (coarse) head: identity + expression.
         mid_offsets: ``[V, 3]`` float32, mid-frequency deformation sampled at the vertices;
             the detailed mesh is ``vertices + mid_offsets``.
-        faces: ``[F, K]`` int32 vertex indices, K = 3 (triangles) or 4 (quads), counter-clockwise
-            seen from outside.
+        faces: ``[F, K]`` int32 vertex indices, K = 3 (triangles) or 4 (quads; -1 in the last
+            column marks a triangle), counter-clockwise seen from outside.
         uvs: ``[T, 2]`` float32 UV coordinates (origin bottom-left, v up).
-        face_uvs: ``[F, K]`` int32 indices into ``uvs`` per face corner.
+        face_uvs: ``[F, K]`` int32 indices into ``uvs`` per face corner (-1 where ``faces`` is).
+        face_material: ``[F]`` uint8 index into ``material_names`` of each face.
+        material_names: the parts' materials (engine.head.model.HeadModel.material_names);
+            the maps below cover the faces of engine.head.model.MAPPED_MATERIALS ("skin").
         deformation_map: ``[Hd, Wd, 3]`` float32 UV-space map of model-space offsets (metres).
         displacement_map: ``[H, W]`` float32 UV-space offset along the normal (metres, + outward).
         albedo: ``[Ha, Wa, 3]`` float32 de-lit albedo, sRGB-encoded, in [0, 1].
@@ -149,6 +184,7 @@ class FaceReconstruction:
         expression_deltas: ``[Ke, V, 3]`` float32 per-unit offsets of each expression target,
             carried onto this head; ``vertices`` already includes ``expression``.
         sh_lighting: ``[9, 3]`` float32 SH lighting of the (first) photo.
+        eyes: the eyes' colours and iris size as the photos show them.
         views: one :class:`ViewRecord` per photo given.
         metadata: JSON-able provenance: head model, device, rasterizer backend, quality, timings.
         warnings: messages for the user (e.g. "second face ignored").
@@ -169,14 +205,17 @@ class FaceReconstruction:
     expression_names: tuple[str, ...]
     expression_deltas: np.ndarray
     sh_lighting: np.ndarray
+    face_material: np.ndarray
+    material_names: tuple[str, ...]
+    eyes: EyeAppearance
     views: tuple[ViewRecord, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
     # Arrays saved in arrays.npz, in this order.
-    _ARRAYS = ("vertices", "mid_offsets", "faces", "uvs", "face_uvs", "deformation_map",
-               "displacement_map", "albedo", "albedo_confidence", "identity", "expression",
-               "expression_deltas", "sh_lighting")
+    _ARRAYS = ("vertices", "mid_offsets", "faces", "uvs", "face_uvs", "face_material",
+               "deformation_map", "displacement_map", "albedo", "albedo_confidence", "identity",
+               "expression", "expression_deltas", "sh_lighting")
 
     def __post_init__(self) -> None:
         v = self.vertices.shape[0]
@@ -185,6 +224,9 @@ class FaceReconstruction:
             (self.mid_offsets.shape == self.vertices.shape, "mid_offsets must match vertices"),
             (self.faces.ndim == 2 and self.faces.shape[1] in (3, 4), "faces must be [F, 3|4]"),
             (self.face_uvs.shape == self.faces.shape, "face_uvs must match faces"),
+            (self.face_material.shape == self.faces.shape[:1]
+             and (self.face_material < len(self.material_names)).all(),
+             "face_material must be [F] indices into material_names"),
             (self.deformation_map.ndim == 3 and self.deformation_map.shape[2] == 3,
              "deformation_map must be [H, W, 3]"),
             (self.displacement_map.ndim == 2, "displacement_map must be [H, W]"),
@@ -207,6 +249,11 @@ class FaceReconstruction:
         """``[F', 3]`` int32 triangles (quads split along their 0-2 diagonal)."""
         return triangulate(self.faces)
 
+    def material_faces(self, *names: str) -> np.ndarray:
+        """``[F]`` bool: faces whose material is one of ``names``."""
+        wanted = [self.material_names.index(n) for n in names if n in self.material_names]
+        return np.isin(self.face_material, wanted)
+
     # ------------------------------------------------------------------ save / load
     def save(self, directory: str | Path) -> Path:
         """Write the reconstruction into ``directory`` (created if needed). Returns the path.
@@ -228,6 +275,8 @@ class FaceReconstruction:
                            "UV origin bottom-left, maps stored top row first",
             "camera": self.camera.to_json(),
             "expression_names": list(self.expression_names),
+            "material_names": list(self.material_names),
+            "eyes": self.eyes.to_json(),
             "views": [_view_to_json(vw, i) for i, vw in enumerate(self.views)],
             "metadata": self.metadata,
             "warnings": list(self.warnings),
@@ -256,12 +305,10 @@ class FaceReconstruction:
                 if vw.used:
                     np.savez_compressed(stage / f"view_{i}.npz",
                                         **{k: getattr(vw, k) for k in vw._ARRAYS})
-            write_obj(stage / "coarse.obj", self.vertices, self.faces, self.uvs, self.face_uvs,
-                      "head.mtl")
-            write_obj(stage / "detailed.obj", self.detailed_vertices, self.faces, self.uvs,
-                      self.face_uvs, "head.mtl")
-            (stage / "head.mtl").write_text("newmtl head\nKd 1.0 1.0 1.0\nKa 0.0 0.0 0.0\n"
-                                            "Ks 0.0 0.0 0.0\nillum 1\nmap_Kd albedo.png\n")
+            for name, verts in (("coarse.obj", self.vertices), ("detailed.obj", self.detailed_vertices)):
+                write_obj(stage / name, verts, self.faces, self.uvs, self.face_uvs, "head.mtl",
+                          [self.material_names[m] for m in self.face_material])
+            (stage / "head.mtl").write_text(self._mtl())
             from PIL import Image
 
             Image.fromarray(to_uint8(self.albedo)).save(stage / "albedo.png")
@@ -305,8 +352,21 @@ class FaceReconstruction:
                 note=vd.get("note", ""), **extra))
         return cls(camera=Camera.from_json(meta["camera"]),
                    expression_names=tuple(meta["expression_names"]),
+                   material_names=tuple(meta["material_names"]),
+                   eyes=EyeAppearance.from_json(meta["eyes"]),
                    views=tuple(views), metadata=meta["metadata"], warnings=tuple(meta["warnings"]),
                    **arrays)
+
+    def _mtl(self) -> str:
+        """The OBJ material file: the skin with the albedo, the other parts plain colours."""
+        colours = {**PART_SRGB, "iris": self.eyes.iris_srgb, "sclera": self.eyes.sclera_srgb}
+        out = []
+        for name in self.material_names:
+            kd = (1.0, 1.0, 1.0) if name == "skin" else colours.get(name, (0.5, 0.5, 0.5))
+            out.append(f"newmtl {name}\nKd {kd[0]:.4f} {kd[1]:.4f} {kd[2]:.4f}\nKa 0 0 0\nKs 0 0 0\n"
+                       f"illum 1\n" + ("map_Kd albedo.png\n" if name == "skin" else "")
+                       + ("d 0.0\n" if name == "cornea" else ""))
+        return "\n".join(out)
 
     def replace(self, **changes: Any) -> "FaceReconstruction":
         """A copy with some fields changed."""
@@ -344,24 +404,38 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def triangulate(faces: np.ndarray) -> np.ndarray:
-    """``[F, 3|4]`` faces -> ``[F', 3]`` int32 triangles; quad f = (a, b, c, d) gives rows
-    2f = (a, b, c) and 2f + 1 = (a, c, d), so vertex and UV index quads triangulate alike."""
+    """``[F, 3|4]`` faces (4 columns: -1 in the last marks a triangle) -> ``[T, 3]`` int32
+    triangles in face order: a quad (a, b, c, d) gives (a, b, c), (a, c, d); a triangle gives
+    itself. Vertex and UV index faces triangulate alike, row for row."""
     faces = np.asarray(faces)
     if faces.shape[1] == 3:
         return np.ascontiguousarray(faces, dtype=np.int32)
-    return np.ascontiguousarray(np.stack([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]], 1).reshape(-1, 3),
-                                dtype=np.int32)
+    pairs = np.stack([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]], 1)          # [F, 2, 3]
+    keep = np.stack([np.ones(len(faces), bool), faces[:, 3] >= 0], 1)
+    return np.ascontiguousarray(pairs[keep], dtype=np.int32)
+
+
+def triangle_faces(faces: np.ndarray) -> np.ndarray:
+    """``[T]`` int64: the face each row of :func:`triangulate` comes from."""
+    faces = np.asarray(faces)
+    if faces.shape[1] == 3:
+        return np.arange(len(faces))
+    return np.repeat(np.arange(len(faces)), np.where(faces[:, 3] >= 0, 2, 1))
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
-              face_uvs: np.ndarray, mtl: Optional[str] = None) -> None:
-    """Write a Wavefront OBJ with per-corner UVs (1-based indices, v/vt)."""
-    lines = []
-    if mtl:
-        lines += [f"mtllib {mtl}", "usemtl head"]
+              face_uvs: np.ndarray, mtl: Optional[str] = None,
+              materials: Optional[list[str]] = None) -> None:
+    """Write a Wavefront OBJ with per-corner UVs (1-based indices, v/vt); ``faces`` may pad
+    triangles with -1. ``materials``: optional material name per face (``usemtl`` groups)."""
+    lines = [f"mtllib {mtl}"] if mtl else []
     lines += [f"v {x:.7g} {y:.7g} {z:.7g}" for x, y, z in np.asarray(vertices, np.float64)]
     lines += [f"vt {u:.7g} {v:.7g}" for u, v in np.asarray(uvs, np.float64)]
     lines.append("s 1")
-    f1, t1 = np.asarray(faces) + 1, np.asarray(face_uvs) + 1
-    lines += ["f " + " ".join(f"{a}/{b}" for a, b in zip(fr, tr)) for fr, tr in zip(f1, t1)]
+    current = None
+    for k, (fr, tr) in enumerate(zip(np.asarray(faces), np.asarray(face_uvs))):
+        if materials is not None and materials[k] != current:
+            current = materials[k]
+            lines.append(f"usemtl {current}")
+        lines.append("f " + " ".join(f"{a + 1}/{b + 1}" for a, b in zip(fr, tr) if a >= 0))
     path.write_text("\n".join(lines) + "\n")

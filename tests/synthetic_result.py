@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.result import Camera, FaceReconstruction, ViewRecord
+from engine.result import DEFAULT_EYES, Camera, FaceReconstruction, ViewRecord
 
 ARKIT_NAMES = (
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -79,7 +79,8 @@ def make_synthetic_result(n: int = 18, map_size: int = 256, photo_path: str = ""
         camera=camera,
         identity=np.zeros(10, np.float32),
         expression=np.zeros(len(ARKIT_NAMES), np.float32),
-        expression_names=ARKIT_NAMES,
+        expression_names=ARKIT_NAMES, face_material=np.zeros(len(corner), np.uint8),
+        material_names=("skin",), eyes=DEFAULT_EYES,
         expression_deltas=deltas.astype(np.float32),
         sh_lighting=np.array([[0.8, 0.75, 0.7]] + [[0.0, 0.0, 0.0]] * 8, np.float32),
         views=(view,),

@@ -273,3 +273,17 @@ def test_large_photo_crops_are_not_aliased():
     # At the photo's own scale the stripes stay.
     sharp = crop_photo(stripes, View(camera=cam, box=(1000.0, 1000.0, 256.0), size=256)).numpy()
     assert sharp.std() > 0.45
+
+
+def test_no_bare_skin_to_light_is_a_clear_error(astronaut_path, monkeypatch):
+    """When nothing of the face's skin can be used for the lighting (here: everything taken
+    for hair), the user gets a message saying so, not fit_lighting's ValueError (issue 15,
+    item 2: a 9000x7000 photo ended in that traceback)."""
+    import torch
+
+    from engine import pipeline
+
+    monkeypatch.setattr(pipeline, "unoccluded_mask",
+                        lambda points, view, crop: torch.zeros(view.size, view.size))
+    with pytest.raises(NoFaceError, match="Too little bare skin"):
+        pipeline.reconstruct([astronaut_path])

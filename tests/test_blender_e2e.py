@@ -193,6 +193,52 @@ def test_material_links_and_packed_images(reconstruction, head):
     np.testing.assert_allclose(metres, result.displacement_map, atol=1e-8)
 
 
+def test_parts_have_their_own_materials_and_only_the_skin_is_displaced(reconstruction, head):
+    """Eyes (sclera, cornea, iris), teeth, gums, tongue, mouth socket and lashes: one material
+    slot each, in the engine's order, on the faces the engine labelled; the iris wears the
+    colour measured from the photo; the Displace modifier moves the skin only."""
+    result = reconstruction.result
+    mesh = head.data
+    assert {"sclera", "cornea", "iris", "teeth", "gums", "tongue", "mouth", "lashes"} <= set(result.material_names)
+    assert [m.name for m in mesh.materials] == [
+        "astronaut" if part == "skin" else f"astronaut {part}" for part in result.material_names]
+    index = np.empty(len(mesh.polygons), np.int32)
+    mesh.polygons.foreach_get("material_index", index)
+    np.testing.assert_array_equal(index, result.face_material)
+    slot = dict(zip(result.material_names, mesh.materials))
+    ramp = slot["iris"].node_tree.nodes["Iris colour"].color_ramp
+    iris = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in result.eyes.iris_srgb]
+    assert any(np.allclose(e.color[:3], iris, atol=1e-4) for e in ramp.elements)
+    bsdf = next(n for n in slot["cornea"].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert bsdf.inputs["Transmission Weight"].default_value == 1.0
+    lashes = next(n for n in slot["lashes"].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert lashes.inputs["Alpha"].is_linked                  # alpha-mapped strands
+    assert head.modifiers["Displace"].vertex_group == "Skin"
+    group = head.vertex_groups["Skin"].index
+    in_group = np.array([any(g.group == group for g in v.groups) for v in mesh.vertices])
+    skin_faces = result.faces[result.face_material == result.material_names.index("skin")]
+    expected = np.zeros(len(mesh.vertices), bool)
+    expected[skin_faces[skin_faces >= 0]] = True
+    np.testing.assert_array_equal(in_group, expected)
+
+
+def test_eye_look_keys_turn_the_eyes_and_blink_closes_the_lids(reconstruction, head):
+    result = reconstruction.result
+    blocks = head.data.shape_keys.key_blocks
+    basis = _co(blocks["Basis"])
+    iris_faces = result.faces[result.face_material == result.material_names.index("iris")]
+    iris = np.unique(iris_faces[iris_faces >= 0])
+    left = iris[basis[iris, 0] > 0]                          # the subject's left eye (+X)
+    front = left[basis[left, 1] < np.quantile(basis[left, 1], 0.1)]   # Blender -Y is the front
+    up = _co(blocks["eyeLookUpLeft"]) - basis
+    assert up[front, 2].mean() > 0.003                       # the front of the eye turns up
+    assert np.abs(up[iris[basis[iris, 0] < 0]]).max() < 1e-6  # the right eye stays
+    out = _co(blocks["eyeLookOutLeft"]) - basis
+    assert out[front, 0].mean() > 0.003                      # ...and out, to the subject's left
+    blink = _co(blocks["eyeBlinkLeft"]) - basis
+    assert blink[:, 2].min() < -0.005                        # the upper lid comes down
+
+
 def test_camera_matches_the_photo(reconstruction, head, astronaut_rgb):
     result = reconstruction.result
     scene = bpy.context.scene

@@ -80,7 +80,7 @@ def test_zip_layout_manifest_and_stored_wheels(built):
         wheel_info = archive.getinfo(f"wheels/{TINY}")
     assert {"__init__.py", "blender_manifest.toml", "scene/build.py", "engine/__init__.py",
             "engine/result.py", "engine/cli.py"} <= names
-    assert "engine/head/data/head_model.npz" in names
+    assert {"engine/head/data/ict_head.npz", "engine/head/data/ICT_FACE_MODEL_LICENSE.md"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any("benchmark" in n for n in names)  # outside the engine, never shipped
     assert manifest["wheels"] == [f"./wheels/{w}" for w in (TINY, MEDIAPIPE_WHEEL, TORCH_WHEEL)]

@@ -10,16 +10,19 @@ from PIL import Image
 
 from engine.errors import ModelFilesError
 from engine.io import exr
-from engine.result import Camera, FaceReconstruction, ViewRecord, triangulate
+from engine.result import Camera, EyeAppearance, FaceReconstruction, ViewRecord, triangle_faces, triangulate
 
 
 def small_result(rng=np.random.default_rng(0)) -> FaceReconstruction:
-    """A tiny, arbitrary (not reconstructed) result: a quad grid with random maps."""
+    """A tiny, arbitrary (not reconstructed) result: a quad grid whose last quad is split into
+    two triangles (the padded mixed layout) of a second material, with random maps."""
     n = 4
     ys, xs = np.mgrid[0:n, 0:n]
     verts = np.stack([xs.ravel() * 0.01, ys.ravel() * 0.01, np.zeros(n * n)], -1).astype(np.float32)
     idx = np.arange(n * n).reshape(n, n)
     faces = np.stack([idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]], -1).reshape(-1, 4).astype(np.int32)
+    a, b, c, d = faces[-1]
+    faces = np.concatenate([faces[:-1], [[a, b, c, -1], [a, c, d, -1]]]).astype(np.int32)
     uvs = (verts[:, :2] / 0.03).astype(np.float32)
     cam = Camera(rotation=np.eye(3), translation=np.array([0.0, 0.0, -0.5]), focal_px=1000.0,
                  principal_px=(320.0, 240.0), image_size=(640, 480))
@@ -31,6 +34,9 @@ def small_result(rng=np.random.default_rng(0)) -> FaceReconstruction:
         albedo_confidence=rng.uniform(0, 1, (16, 16)).astype(np.float32), camera=cam,
         identity=rng.normal(size=5).astype(np.float32), expression=rng.uniform(size=2).astype(np.float32),
         expression_names=("jawOpen", "eyeBlinkLeft"),
+        face_material=np.r_[np.zeros(len(faces) - 2), 1, 1].astype(np.uint8),
+        material_names=("skin", "teeth"),
+        eyes=EyeAppearance(iris_srgb=(0.2, 0.3, 0.4), sclera_srgb=(0.9, 0.85, 0.8), iris_scale=1.05),
         expression_deltas=rng.normal(0, 1e-3, (2, n * n, 3)).astype(np.float32),
         sh_lighting=rng.normal(size=(9, 3)).astype(np.float32),
         views=(ViewRecord(image_path="a.jpg", used=True, camera=cam, expression=np.ones(2, np.float32),
@@ -49,6 +55,7 @@ def test_round_trip_is_exact(tmp_path):
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert back.camera.to_json() == res.camera.to_json()
     assert back.expression_names == res.expression_names
+    assert back.material_names == res.material_names and back.eyes == res.eyes
     assert back.warnings == res.warnings and back.metadata == res.metadata
     assert [v.used for v in back.views] == [True, False]
     assert back.views[1].note == "no face found"
@@ -74,7 +81,11 @@ def test_saved_files_are_real_formats(tmp_path):
     obj = (tmp_path / "detailed.obj").read_text().splitlines()
     vs = np.array([[float(x) for x in line.split()[1:]] for line in obj if line.startswith("v ")])
     assert np.allclose(vs, res.detailed_vertices, atol=1e-6)
-    assert sum(line.startswith("f ") for line in obj) == len(res.faces)
+    faces = [line.split()[1:] for line in obj if line.startswith("f ")]
+    assert len(faces) == len(res.faces) and [len(f) for f in faces[-3:]] == [4, 3, 3]
+    assert [line for line in obj if line.startswith("usemtl")] == ["usemtl skin", "usemtl teeth"]
+    mtl = (tmp_path / "head.mtl").read_text()
+    assert "newmtl skin" in mtl and "map_Kd albedo.png" in mtl and "newmtl teeth" in mtl
 
 
 def test_exr_is_readable_by_opencv(tmp_path):
@@ -119,3 +130,6 @@ def test_camera_projection_matches_conventions():
 def test_triangulate_keeps_orientation():
     quads = np.array([[0, 1, 2, 3]])
     assert triangulate(quads).tolist() == [[0, 1, 2], [0, 2, 3]]
+    mixed = np.array([[0, 1, 2, 3], [4, 5, 6, -1], [7, 8, 9, 10]])
+    assert triangulate(mixed).tolist() == [[0, 1, 2], [0, 2, 3], [4, 5, 6], [7, 8, 9], [7, 9, 10]]
+    assert triangle_faces(mixed).tolist() == [0, 0, 1, 2, 2]

@@ -37,6 +37,7 @@ def first_uv_index(faces: np.ndarray, face_uvs: np.ndarray, num_vertices: int) -
     """``[V]`` int64: for each vertex, the UV index of its first face corner (-1 when the
     vertex is in no face)."""
     flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
+    flat_v, flat_t = flat_v[flat_v >= 0], flat_t[flat_v >= 0]     # -1 pads triangles
     first = np.full(num_vertices, -1, np.int64)
     first[flat_v[::-1]] = flat_t[::-1]   # reversed so the first corner wins
     return first
@@ -58,6 +59,7 @@ def seam_uv_pairs(faces: np.ndarray, face_uvs: np.ndarray, uvs: np.ndarray) -> n
     :func:`vertex_uvs`) paired with each of its other UVs. A UV map meant as one continuous
     field on the surface must agree at both UVs of a pair."""
     flat_v, flat_t = np.asarray(faces).ravel(), np.asarray(face_uvs).ravel()
+    flat_v, flat_t = flat_v[flat_v >= 0], flat_t[flat_v >= 0]     # -1 pads triangles
     pairs = np.unique(np.stack([flat_v, flat_t], 1), axis=0)          # distinct (vertex, uv)
     first = first_uv_index(faces, face_uvs, int(flat_v.max()) + 1)
     other = pairs[pairs[:, 1] != first[pairs[:, 0]]]

@@ -1,5 +1,6 @@
-"""Head models: the parametric head the coarse level fits (:mod:`engine.head.model`: quad mesh,
-identity and expression bases in metres, landmark correspondence, loading from ``data/``) and
-its Catmull-Clark subdivision (:mod:`engine.head.subdivision`, sparse linear operators). The
-model files and their licences are in ``engine/head/data/``.
+"""Head models: the interface every head implements (:mod:`engine.head.model`), the linear
+morphable head that implements it and loads the built-in ICT head (:mod:`engine.head.linear`),
+Catmull-Clark subdivision of mixed triangle/quad meshes (:mod:`engine.head.subdivision`), and
+the Multi-PIE 68 -> MediaPipe landmark table (:mod:`engine.head.multipie68`). The built-in
+model file and its MIT licence notice are in ``engine/head/data/``.
 """

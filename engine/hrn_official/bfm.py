@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ import torch.nn.functional as F
 
 from ..errors import ModelFilesError
 from . import layout
+
+if TYPE_CHECKING:
+    from ..head.linear import MorphableHead
 
 NUM_VERTICES = 35709
 NUM_FACES = 70789
@@ -249,3 +253,62 @@ def _indices(values: np.ndarray, bound: int, name: str, path: Path) -> np.ndarra
         raise ModelFilesError(f"{path}: field '{name}' must hold 1-based whole-number indices in "
                               f"1..{bound}; found values in {values.min()}..{values.max()}.")
     return ints - 1
+
+
+def bfm_head(model: BFMModel, uvs: torch.Tensor) -> "MorphableHead":
+    """The BFM front model as the engine's head interface (:class:`engine.head.model.HeadModel`),
+    so the built-in pipeline (coarse, mid, high, albedo) and the Blender scene run on it.
+
+    Metres instead of decimetres, axes unchanged (the official model frame is ours); the 80
+    identity columns are at one standard deviation (Deep3D's basis), the 64 expression
+    columns are PCA modes with a unit-Gaussian prior; one material, ``"skin"``, in the
+    official UV layout (``uvs``, ``bfm_uvs2.npy``). Landmarks: BFM knows the 68 Multi-PIE
+    points (``keypoints``); each stands in for its MediaPipe landmark
+    (:data:`engine.head.multipie68.MULTIPIE68_TO_MEDIAPIPE`), the jaw points (which slide
+    along the contour) at weight 0.3, the others at 1; every other MediaPipe landmark has
+    weight 0. Regions (eyes, nose, lips) are the vertices inside the frontal outline of
+    their keypoints.
+    """
+    from scipy.spatial import Delaunay
+
+    from ..head.linear import MorphableHead, mirror_partners
+    from ..head.multipie68 import MULTIPIE68_TO_MEDIAPIPE
+
+    metres = 0.1
+    n = NUM_VERTICES
+    mean = model.mean_shape.numpy().astype(np.float64) * metres
+    faces = np.concatenate([model.triangles.numpy(), np.full((NUM_FACES, 1), -1)], 1).astype(np.int32)
+    keypoints = model.keypoints.numpy()
+    weights = np.zeros(478, np.float32)
+    vertex = np.zeros(478, np.int64)
+    for k, mp_index in enumerate(MULTIPIE68_TO_MEDIAPIPE):
+        vertex[mp_index], weights[mp_index] = keypoints[k], 0.3 if k < 17 else 1.0
+    # A face holding each landmark vertex, barycentrics picking that corner.
+    tri = model.triangles.numpy()
+    face_of = np.full(n, -1, np.int64)
+    corner_of = np.zeros(n, np.int64)
+    for c in range(3):
+        face_of[tri[:, c]], corner_of[tri[:, c]] = np.arange(NUM_FACES), c
+    bary = np.zeros((478, 3), np.float32)
+    bary[np.arange(478), corner_of[vertex]] = 1.0
+
+    def inside(indices: Sequence[int], grow: float) -> np.ndarray:
+        pts = mean[keypoints[list(indices)], :2]
+        centre = pts.mean(0)
+        hull = Delaunay(centre + grow * (pts - centre))
+        return (hull.find_simplex(mean[:, :2]) >= 0) & (mean[:, 2] > np.median(mean[:, 2]))
+
+    regions = {"face": np.ones(n, bool), "skin": np.ones(n, bool),
+               "eyes": inside(range(36, 42), 1.7) | inside(range(42, 48), 1.7),
+               "nose": inside([27, 31, 32, 33, 34, 35], 1.4), "lips": inside(range(48, 60), 1.05)}
+    uv = uvs.numpy().astype(np.float32)
+    return MorphableHead(
+        name="Basel Face Model 2009 (official HRN release, front model)",
+        faces=faces, uvs=uv, face_uvs=faces.copy(), face_material=np.zeros(NUM_FACES, np.uint8),
+        material_names=("skin",), mean=mean.astype(np.float32),
+        identity=(model.id_basis.numpy().T.reshape(NUM_ID, n, 3) * metres).astype(np.float32),
+        expression=(model.exp_basis.numpy().T.reshape(NUM_EXP, n, 3) * metres).astype(np.float32),
+        expression_names=tuple(f"bfm_expression_{k:02d}" for k in range(NUM_EXP)),
+        expression_prior="gaussian", mirror=mirror_partners(mean), regions=regions,
+        landmark_faces=face_of[vertex].astype(np.int32), landmark_barycentrics=bary,
+        landmark_weights=weights, landmark_uv=uv[vertex])

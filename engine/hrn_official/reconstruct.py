@@ -38,7 +38,7 @@ from ..errors import ModelFilesError, NoFaceError
 from ..io.image_io import Photo
 from ..progress import Progress, ProgressCallback, Stage
 from ..render.view import face_view
-from ..result import Camera, FaceReconstruction, ViewRecord, to_uint8
+from ..result import DEFAULT_EYES, Camera, FaceReconstruction, ViewRecord, to_uint8
 from ..uv.unwrap import observe
 from . import align, bfm, convert, layout
 from .deretouch import apply_blend
@@ -165,7 +165,8 @@ def _reconstruct(hrn: OfficialHRN, photo: Photo, landmarks: FaceLandmarks, prog:
         albedo=albedo, albedo_confidence=confidence, camera=camera,
         identity=coeffs.identity[0].cpu().numpy().astype(np.float32), expression=expression,
         expression_names=EXPRESSION_NAMES, expression_deltas=convert.to_metres(deltas),
-        sh_lighting=sh, views=(view,),
+        sh_lighting=sh, views=(view,), face_material=np.zeros(len(faces), np.uint8),
+        material_names=("skin",), eyes=DEFAULT_EYES,
         metadata={
             "head_model": "official HRN weights (youngLBW/HRN hrn_v1.1) with the BFM09 front face model",
             "weights": "official HRN weights",

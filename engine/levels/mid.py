@@ -228,3 +228,35 @@ def sample_deformation(deformation_map: np.ndarray, vertex_uv: np.ndarray,
     t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731
     with torch.no_grad():
         return _offsets(t(deformation_map), t(vertex_uv), t(vertex_weight)).numpy()
+
+
+#: View-angle cosines between which a vertex's confidence ramps from 0 to 1.
+CONFIDENCE_COSINE = (0.25, 0.65)
+
+
+def vertex_confidence(ctx, triangles: np.ndarray, vertices: Sequence[np.ndarray], views: Sequence[View],
+                      adjacency) -> np.ndarray:
+    """``[V]`` float32 in [0, 1]: how well the photos constrain each vertex's shape.
+
+    Per photo, a vertex counts when the photo sees it (depth test) and by how squarely: 0 at a
+    view-angle cosine of :data:`CONFIDENCE_COSINE` [0] or below (grazing: the outer cheeks of
+    a frontal photo, the back of the head), 1 from [1] on; the best photo counts. Smoothed
+    over the mesh (``adjacency``, a few rounds) so the mid level fades out gently. The mid
+    level's offsets are scaled by it: where no photo shows the surface the deformation map's
+    guesses are left out (on the scan benchmark's frontal render the unfaded mid level raised
+    the outer cheeks' error from 1.35 to 1.82 mm)."""
+    from ..geometry.mesh_ops import smooth_weighted
+    from ..render.view import visible_vertices
+
+    best = np.zeros(len(vertices[0]), np.float32)
+    tri = torch.as_tensor(triangles)
+    for verts, view in zip(vertices, views):
+        v = torch.as_tensor(np.asarray(verts, np.float32))
+        seen = visible_vertices(ctx, v, tri, view)
+        cam = to_camera(v, view.camera)
+        normal = vertex_normals(v, tri.long()) @ torch.as_tensor(view.camera.rotation, dtype=torch.float32).T
+        cos = (-(normal * cam).sum(-1) / (cam.norm(dim=-1) + 1e-12)).numpy()
+        lo, hi = CONFIDENCE_COSINE
+        best = np.maximum(best, seen * np.clip((cos - lo) / (hi - lo), 0.0, 1.0))
+    smooth = smooth_weighted(best[:, None], np.ones_like(best), adjacency, iterations=4, fill=np.zeros(1))
+    return np.clip(smooth[:, 0], 0.0, 1.0).astype(np.float32)

@@ -49,7 +49,7 @@ def mirror_texels(uv_raster: UVRaster, triangles: np.ndarray, vertex_uv: np.ndar
 def observe(ctx, photo_linear: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
             uvs: np.ndarray, uv_triangles: np.ndarray, uv_raster: UVRaster, mirror_map: np.ndarray,
             view: View, skin: torch.Tensor | None = None, depth_tolerance: float = 3e-3,
-            grazing: float = 0.15) -> UVObservation:
+            grazing: float = 0.15, occluders: np.ndarray | None = None) -> UVObservation:
     """Observe the photo in UV space.
 
     Args:
@@ -66,6 +66,8 @@ def observe(ctx, photo_linear: np.ndarray, vertices: np.ndarray, triangles: np.n
             hair, eyes or background get this weight, so detail and albedo come from skin only.
         depth_tolerance: metres a texel may lie behind the depth buffer and still count as seen.
         grazing: view-angle cosine below which a texel's visibility weight is 0.
+        occluders: ``[T', 3]`` vertex triangles drawn for the depth test (default
+            ``triangles``): parts outside the UV layout that can hide it, such as eyelashes.
     """
     cam = view.camera
     v = torch.as_tensor(vertices, dtype=torch.float32)
@@ -92,8 +94,9 @@ def observe(ctx, photo_linear: np.ndarray, vertices: np.ndarray, triangles: np.n
     color[cov] = sample_photo(photo_linear, px)
 
     with torch.no_grad():
-        rast = render_rast(ctx, v, tri, view)
-        zbuf = interpolate_top_down((-v_cam[:, 2:3]).contiguous(), rast, tri)[0, :, :, 0].numpy()
+        drawn_tri = tri if occluders is None else torch.as_tensor(occluders, dtype=torch.int32)
+        rast = render_rast(ctx, v, drawn_tri, view)
+        zbuf = interpolate_top_down((-v_cam[:, 2:3]).contiguous(), rast, drawn_tri)[0, :, :, 0].numpy()
         drawn = rast[0, :, :, 3].numpy() > 0
     col, row = np.floor(view.to_crop(px)).astype(np.int64).T
     in_view = (col >= 0) & (col < view.size) & (row >= 0) & (row < view.size)

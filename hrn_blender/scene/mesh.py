@@ -6,26 +6,32 @@ UV_MAP = "UVMap"
 
 
 def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
-               face_uvs: np.ndarray) -> bpy.types.Mesh:
+               face_uvs: np.ndarray, face_material: np.ndarray | None = None) -> bpy.types.Mesh:
     """A smooth-shaded mesh with one UV map.
 
     Args:
         vertices: ``[V, 3]`` Blender-space positions (metres).
-        faces: ``[F, K]`` int vertex indices, K = 3 or 4, counter-clockwise from outside.
+        faces: ``[F, K]`` int vertex indices, K = 3 or 4, counter-clockwise from outside; with
+            K = 4, -1 in the last column marks a triangle (the engine's mixed layout).
         uvs: ``[T, 2]`` UV coordinates, origin bottom-left (Blender's convention too).
-        face_uvs: ``[F, K]`` int indices into ``uvs`` per face corner.
+        face_uvs: ``[F, K]`` int indices into ``uvs`` per face corner (-1 where ``faces`` is).
+        face_material: optional ``[F]`` material slot index of each face.
     """
-    n_faces, corners = faces.shape
+    faces, face_uvs = np.asarray(faces), np.asarray(face_uvs)
+    corners = faces >= 0
+    counts = corners.sum(1)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))
     mesh.vertices.foreach_set("co", _flat(vertices, np.float32))
-    mesh.loops.add(n_faces * corners)
-    mesh.loops.foreach_set("vertex_index", _flat(faces, np.int32))
-    mesh.polygons.add(n_faces)
+    mesh.loops.add(int(counts.sum()))
+    mesh.loops.foreach_set("vertex_index", _flat(faces[corners], np.int32))
+    mesh.polygons.add(len(faces))
     # loop_total is derived from the next polygon's loop_start (read-only since Blender 4.0).
-    mesh.polygons.foreach_set("loop_start", np.arange(0, n_faces * corners, corners, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_start", _flat(np.concatenate([[0], np.cumsum(counts)[:-1]]), np.int32))
+    if face_material is not None:
+        mesh.polygons.foreach_set("material_index", _flat(face_material, np.int32))
     uv_layer = mesh.uv_layers.new(name=UV_MAP)
-    uv_layer.uv.foreach_set("vector", _flat(uvs[face_uvs], np.float32))
+    uv_layer.uv.foreach_set("vector", _flat(uvs[face_uvs[corners]], np.float32))
     mesh.update()
     if mesh.validate(verbose=False):
         raise ValueError(f"The reconstruction's mesh '{name}' has invalid topology.")

@@ -8,9 +8,10 @@ SUBDIVISION = "Subdivision"
 DISPLACE = "Displace"
 
 
-def add_detail_modifiers(obj: bpy.types.Object, displacement: bpy.types.Image,
-                         scale: float) -> tuple[bpy.types.Modifier, bpy.types.Modifier]:
-    """Append Subdivision Surface then Displace (midlevel 0.5, strength = ``scale`` metres).
+def add_detail_modifiers(obj: bpy.types.Object, displacement: bpy.types.Image, scale: float,
+                         vertex_group: str) -> tuple[bpy.types.Modifier, bpy.types.Modifier]:
+    """Append Subdivision Surface then Displace (midlevel 0.5, strength = ``scale`` metres),
+    the latter limited to ``vertex_group`` (the skin: eyes, teeth and lashes stay as they are).
 
     The Displace modifier is for the viewport and exports only: at render time the material's
     "Displacement and Bump" displaces the same subdivided mesh with the same map, and running
@@ -29,5 +30,6 @@ def add_detail_modifiers(obj: bpy.types.Object, displacement: bpy.types.Image,
     displace.direction = "NORMAL"
     displace.mid_level = DISPLACEMENT_MIDLEVEL
     displace.strength = scale
+    displace.vertex_group = vertex_group
     displace.show_render = False
     return subdivision, displace
