@@ -143,8 +143,15 @@ class Reporter:
 
 
 def _example_photo(name: str, folder: Path) -> Path:
-    from skimage import data
+    """The example photo ``name`` from scikit-image, written as a PNG into ``folder``."""
     from PIL import Image
+
+    try:
+        from skimage import data
+    except ImportError:
+        raise EngineError("The example photos come from scikit-image, which is not installed here "
+                          "(the Blender extension leaves it out); install it with `pip install "
+                          "scikit-image` or give your own photo.") from None
 
     path = folder / f"{name}.png"
     Image.fromarray(getattr(data, name)()).save(path)

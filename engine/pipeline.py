@@ -170,7 +170,7 @@ class _Input:
 
     @property
     def focal_px(self) -> float:
-        return default_focal_px(self.landmarks.image_size)
+        return default_focal_px(self.landmarks.image_size, self.photo.focal_35mm)
 
 
 def reconstruct(photos: Sequence[str | Path], options: ReconstructionOptions = ReconstructionOptions(),

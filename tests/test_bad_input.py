@@ -287,3 +287,12 @@ def test_no_bare_skin_to_light_is_a_clear_error(astronaut_path, monkeypatch):
                         lambda points, view, crop: torch.zeros(view.size, view.size))
     with pytest.raises(NoFaceError, match="Too little bare skin"):
         pipeline.reconstruct([astronaut_path])
+
+
+def test_example_without_scikit_image_says_how_to_get_it(tmp_path, monkeypatch):
+    """The extension zip leaves scikit-image out; --example then explains itself."""
+    from engine import cli
+
+    monkeypatch.setitem(sys.modules, "skimage", None)          # import skimage -> ImportError
+    with pytest.raises(EngineError, match="pip install scikit-image"):
+        cli._example_photo("astronaut", tmp_path)

@@ -264,3 +264,25 @@ def test_photo_from_array_rejects(bad):
 def test_photo_checks_its_array():
     with pytest.raises(ValueError):
         Photo(rgb=np.zeros((4, 4, 3), np.float64), path="x", original_size=(4, 4))
+
+
+def test_exif_35mm_focal_length_sets_the_camera(tmp_path, astronaut_rgb):
+    """A phone photo's EXIF FocalLengthIn35mmFilm (26 mm) reaches the camera the coarse fit
+    uses: focal = long side x 26 / 36 px; without the tag, the 50 mm default."""
+    from engine.detect.landmarks import detect_landmarks
+    from engine.levels.albedo import srgb_to_linear
+    from engine.pipeline import _Input
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(astronaut_rgb).save(path, exif=exif, quality=95)
+    photo = load_photo(path)
+    assert photo.focal_35mm == 26.0
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(astronaut_rgb).save(plain, quality=95)
+    assert load_photo(plain).focal_35mm is None
+    landmarks = detect_landmarks(photo)
+    assert _Input(0, photo, landmarks, srgb_to_linear(photo.rgb)).focal_px == pytest.approx(512 * 26 / 36)
+    unknown = load_photo(plain)
+    assert _Input(0, unknown, landmarks, srgb_to_linear(unknown.rgb)).focal_px == pytest.approx(512 * 50 / 36)

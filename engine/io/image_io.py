@@ -7,6 +7,7 @@ according to its EXIF orientation. No resizing happens here; stages pick their o
 from __future__ import annotations
 
 import os
+from typing import Optional
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from ..errors import ImageReadError
 ALPHA_BACKGROUND = 0.5
 
 _EXIF_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769            # the Exif sub-IFD, where camera settings live
+_EXIF_FOCAL_35MM = 0xA405     # FocalLengthIn35mmFilm, mm (0 = unknown)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Photo:
     """(width, height) in pixels of the full-resolution upright image as loaded. Equal to
     ``rgb``'s size unless a later stage replaced ``rgb`` by a resized copy; results are
     reported in these pixel units."""
+    focal_35mm: Optional[float] = None
+    """The lens' 35 mm-equivalent focal length (EXIF ``FocalLengthIn35mmFilm``), in mm, when
+    the file records it; None otherwise."""
 
     def __post_init__(self):
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.float32:
@@ -65,7 +71,9 @@ def load_photo(path: str | os.PathLike) -> Photo:
         with Image.open(path) as img:
             sixteen_bit_colour = _is_16bit_colour(img)  # before load(), which clears img.tile
             img.load()
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            exif = img.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION, 1)
+            focal_35mm = exif.get_ifd(_EXIF_IFD).get(_EXIF_FOCAL_35MM)
             pixels = _read_16bit_colour(path) if sixteen_bit_colour else _pil_to_array(img)
     except Image.UnidentifiedImageError:
         raise ImageReadError(
@@ -83,7 +91,8 @@ def load_photo(path: str | os.PathLike) -> Photo:
             f"Cannot read photo {name}: the file is damaged or incomplete ({err}). "
             "Re-export or re-download it.") from None
     rgb = _to_float_rgb(_apply_orientation(pixels, orientation))
-    return Photo(rgb=rgb, path=path, original_size=(rgb.shape[1], rgb.shape[0]))
+    return Photo(rgb=rgb, path=path, original_size=(rgb.shape[1], rgb.shape[0]),
+                 focal_35mm=float(focal_35mm) if focal_35mm else None)
 
 
 def photo_from_array(array: np.ndarray, name: str) -> Photo:

@@ -275,8 +275,9 @@ def _optimise(loss_fn, rvec, trans, ident, expr_raw, iterations, progress) -> No
 
 
 def default_focal_px(image_size: tuple[int, int], focal_35mm: Optional[float] = None) -> float:
-    """Focal length in pixels: from the 35 mm-equivalent focal length (EXIF) when known,
-    else a 50 mm-equivalent portrait lens. 35 mm film is 36 mm wide along the long side."""
+    """Focal length in pixels: from the 35 mm-equivalent focal length when known (EXIF
+    ``FocalLengthIn35mmFilm``, :attr:`engine.io.image_io.Photo.focal_35mm`), else a 50 mm
+    equivalent portrait lens. 35 mm film is 36 mm wide along the long side."""
     return max(image_size) * (focal_35mm or 50.0) / 36.0
 
 
