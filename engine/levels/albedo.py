@@ -83,7 +83,7 @@ def estimate_albedo(
         :class:`AlbedoEstimate` ``(albedo_srgb [H, W, 3], confidence [H, W])``.
     """
     normals = obs.normal if detail_normal is None else np.asarray(detail_normal, np.float32)
-    shading = irradiance(normals, sh).astype(np.float32)
+    shading = _plausible_colour(irradiance(normals, sh).astype(np.float32), obs.seen & (obs.visibility > 0.5))
     typical = np.median(shading[obs.seen], axis=0) if obs.seen.any() else np.ones(3, np.float32)
     delit = obs.color / np.maximum(shading, 0.05 * typical)
     # Texels in attached shadow carry little signal and amplified noise once de-lit.
@@ -120,6 +120,20 @@ def estimate_albedo(
     )
     confidence = np.clip(confidence * obs.coverage, 0.0, 1.0).astype(np.float32)
     return AlbedoEstimate(linear_to_srgb(np.clip(albedo, 0.0, 1.0)), confidence)
+
+
+def _plausible_colour(shading: np.ndarray, well_seen: np.ndarray) -> np.ndarray:
+    """``shading [H, W, 3]`` with each texel's colour (channel over mean) kept within the
+    range (2nd-98th percentile) it has where the photo sees the surface well (``[H, W]``
+    bool). The SH light may be coloured, but where it is extrapolated to normals the photo
+    barely shows (the outer cheeks, under the jaw) a channel can fall near zero, and the
+    de-lit albedo there came out violet or blue (two symmetric patches on the cheeks)."""
+    if well_seen.sum() < 10:
+        return shading
+    mean = np.maximum(shading.mean(-1, keepdims=True), 1e-6)
+    ratio = shading / mean
+    lo, hi = np.percentile(ratio[well_seen], [2, 98], axis=0)
+    return (mean * np.clip(ratio, lo, hi)).astype(np.float32)
 
 
 #: Brightest de-lit albedo kept, as a multiple of the face's median luminance. Where the
