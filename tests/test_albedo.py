@@ -97,3 +97,21 @@ def test_fills_without_mirror_toward_skin_tone(scene):
     assert np.isfinite(albedo).all()
     assert np.abs(albedo - truth).mean(-1)[unseen].mean() < 0.05
     assert confidence[unseen].max() < 0.2 * confidence[scene.obs.visibility > 0.3].mean()
+
+
+def test_light_colour_is_held_to_what_well_seen_skin_shows():
+    """Where the SH light is extrapolated (texels the photo barely sees) a channel may fall
+    near zero; the de-lighting keeps each texel's light colour within the range it has on
+    well-seen skin, so the albedo there does not turn violet."""
+    from engine.levels.albedo import _plausible_colour
+
+    shading = np.full((4, 4, 3), 0.8, np.float32)
+    shading[..., 0] *= np.linspace(0.95, 1.05, 16).reshape(4, 4)    # mild warm/cool variation
+    shading[3, 3] = (0.9, 0.05, 0.9)                                  # extrapolated: no green
+    seen = np.ones((4, 4), bool)
+    seen[3, 3] = False
+    held = _plausible_colour(shading, seen)
+    ratio = held[3, 3] / held[3, 3].mean()
+    assert ratio.min() > 0.9 and ratio.max() < 1.1                    # grey-ish again
+    np.testing.assert_allclose(held[3, 3].mean(), shading[3, 3].mean(), rtol=1e-5)  # brightness kept
+    np.testing.assert_allclose(held[seen], shading[seen], rtol=0.02)  # well-seen texels barely move

@@ -133,7 +133,8 @@ def _plausible_colour(shading: np.ndarray, well_seen: np.ndarray) -> np.ndarray:
     mean = np.maximum(shading.mean(-1, keepdims=True), 1e-6)
     ratio = shading / mean
     lo, hi = np.percentile(ratio[well_seen], [2, 98], axis=0)
-    return (mean * np.clip(ratio, lo, hi)).astype(np.float32)
+    held = np.clip(ratio, lo, hi)
+    return (mean * held / held.mean(-1, keepdims=True)).astype(np.float32)   # brightness kept
 
 
 #: Brightest de-lit albedo kept, as a multiple of the face's median luminance. Where the
